@@ -1,0 +1,30 @@
+# tradecast — every target installs what it needs into .venv first (a fresh clone needs only Python 3.11).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TRADECAST_HOME ?= $(CURDIR)/var
+PORT ?= 3000
+
+.PHONY: setup run test ui clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## the virtualenv with the project and its dev tools
+
+run: setup  ## the whole pipeline on the bundled data, then a summary
+	$(BIN)/tradecast run
+
+test: setup  ## the test suite (fails when no test ran)
+	$(BIN)/python -m pytest
+
+ui: setup  ## Dagster UI + daemon on http://127.0.0.1:$(PORT), same instance as the CLI runs
+	DAGSTER_HOME=$$($(BIN)/python -m pipelines.instance) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
+
+clean:  ## remove runtime state (the warehouse, MLflow, Dagster runs) — not the venv
+	rm -rf "$(TRADECAST_HOME)"

@@ -1,0 +1,123 @@
+"""The `tradecast` command: ingest a file, run the pipeline. Runs go through the Dagster instance under
+$TRADECAST_HOME/dagster_home, so they show in the UI (`make ui`)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from tabulate import tabulate
+
+from pipelines.registration import register_file
+
+ASSET_CLASSES = ("equities", "crypto", "fx")
+
+
+def _run_job(name: str, partition: str | None = None, run_config: dict | None = None):
+    """Execute a job of the code location in this process, recorded in the tradecast instance."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.instance import ensure_dagster_home
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(name).execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **(run_config or {})})
+    if not result.success:
+        errors = [e.event_specific_data.error for e in result.all_events
+                  if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
+        root = errors[0] if errors else None
+        while root is not None and root.cause is not None:  # the user's error, not Dagster's wrapper
+            root = root.cause
+        message = root.message.strip() if root else "see the run in the Dagster UI"
+        raise click.ClickException(f"{name}{f' [{partition}]' if partition else ''} failed: {message}")
+    checks = [(c.asset_check_key.name, partition or "-", "passed" if c.passed else f"FAILED ({c.severity.value})")
+              for c in result.get_asset_check_evaluations()]
+    failed = [c.asset_check_key.name for c in result.get_asset_check_evaluations()
+              if not c.passed and c.severity.value == "ERROR"]
+    if failed:
+        raise click.ClickException(f"{name} [{partition}]: checks failed: {failed}")
+    return checks
+
+
+def _ingest_config(max_rows: int | None, assets: list[str]) -> dict:
+    if not max_rows:
+        return {}
+    return {"ops": {a: {"config": {"max_rows_per_source": max_rows}} for a in assets}}
+
+
+def _print_loads(sources: list[str] | None = None) -> None:
+    from resources import Settings, Warehouse
+
+    where, params = ("WHERE list_contains(?, source)", [sources]) if sources else ("", [])
+    loads = Warehouse(settings=Settings()).query(
+        f"""SELECT table_name AS "table", coalesce(asset_class, '-') AS class, source, rows_read AS read,
+                   rows_accepted AS accepted, rows_quarantined AS quarantined FROM source_loads {where}
+            ORDER BY table_name, class, source""", params)
+    click.echo(loads.to_markdown(index=False))
+    click.echo(f"\ntotal: read {loads.read.sum()}, accepted {loads.accepted.sum()}, "
+               f"quarantined {loads.quarantined.sum()} (read = accepted + quarantined for every source)")
+
+
+@click.group()
+def main() -> None:
+    """tradecast: market data, NHITS forecasts and their evaluation, orchestrated by Dagster."""
+
+
+@main.command()
+@click.option("--asset-class", "asset_classes", multiple=True, type=click.Choice(ASSET_CLASSES),
+              help="Only these asset classes (default: all).")
+@click.option("--max-rows", type=int, default=None, help="Read only the first N rows of each file (quick demo).")
+def run(asset_classes: tuple[str, ...], max_rows: int | None) -> None:
+    """Run the whole pipeline on the catalog's data and print a summary."""
+    checks = []
+    for asset_class in asset_classes or ASSET_CLASSES:
+        click.echo(f"ingest_job [{asset_class}] ...")
+        checks += _run_job("ingest_job", asset_class, _ingest_config(max_rows, ["market_bars"]))
+    click.echo("events_job ...")
+    checks += _run_job("events_job", run_config=_ingest_config(max_rows, ["news_events", "macro_events"]))
+    click.echo("\nRows per source\n")
+    _print_loads()
+    click.echo("\nAsset checks\n")
+    click.echo(tabulate(checks, headers=["check", "partition", "result"], tablefmt="pipe"))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--asset-class", type=click.Choice(ASSET_CLASSES), help="Asset class of a bar file.")
+@click.option("--freq", type=click.Choice(["1d", "1h", "5min", "1min"]), default=None,
+              help="Bar frequency (default: inferred from the timestamps).")
+@click.option("--table", type=click.Choice(["bars", "news_events"]), default="bars", show_default=True)
+@click.option("--map", "mapping", default="", help="Column mapping canonical=file, e.g. ts=Date,close=Close.")
+@click.option("--symbol", default=None, help="Symbol for every row (a file with one instrument).")
+@click.option("--ts-format", default=None, help="strptime format of the timestamps, or 'epoch'.")
+@click.option("--timezone", default="UTC", show_default=True, help="Time zone of naive timestamps.")
+@click.option("--name", default=None, help="Source name (default: user_<file stem>).")
+def ingest(file: str, asset_class: str | None, freq: str | None, table: str, mapping: str, symbol: str | None,
+           ts_format: str | None, timezone: str, name: str | None) -> None:
+    """Register FILE as a source and load it (its whole partition is reloaded atomically).
+
+    The file is copied under $TRADECAST_HOME/sources/ with its catalog entry, so later runs and the
+    UI see it too. Canonical columns: ts,symbol,open,high,low,close,volume (bars) or ts,symbol,headline
+    (news). Your rows win over bundled rows with the same (symbol, freq, ts).
+    """
+    from ingest.catalog import CatalogError
+    from ingest.readers import SourceFileError
+
+    try:
+        spec = register_file(file, table=table, asset_class=asset_class, freq=freq, mapping=mapping,
+                             symbol=symbol, ts_format=ts_format, timezone=timezone, name=name)
+    except (CatalogError, SourceFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"registered source '{spec.name}' ({spec.table}, {spec.asset_class or '-'}, {spec.freq or '-'})")
+    if table == "bars":
+        _run_job("ingest_job", spec.asset_class)
+    else:
+        _run_job("events_job")
+    _print_loads([spec.name])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""Dagster resources: settings (TRADECAST_HOME), the DuckDB warehouse, the model registry."""
+
+from resources.settings import Settings
+from resources.warehouse import Warehouse
+
+__all__ = ["Settings", "Warehouse"]

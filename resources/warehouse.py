@@ -1,0 +1,122 @@
+"""The DuckDB warehouse: schema, connections, and atomic replace-by-partition writes.
+
+DuckDB has one writer per file: every asset that writes goes through `Warehouse.transaction()` and
+is tagged with the `duckdb_writer` pool (limit 1 in the instance config), so writes are serialized
+by Dagster rather than by luck. All SQL takes values as parameters.
+"""
+
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from resources.settings import Settings
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+DDL = """
+CREATE TABLE IF NOT EXISTS bars (
+    ts TIMESTAMPTZ NOT NULL, symbol VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, freq VARCHAR NOT NULL,
+    open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, close DOUBLE NOT NULL, volume DOUBLE,
+    source VARCHAR NOT NULL, source_row BIGINT, PRIMARY KEY (symbol, freq, ts));
+CREATE TABLE IF NOT EXISTS symbols (
+    symbol VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, sector VARCHAR, company VARCHAR,
+    source VARCHAR NOT NULL, PRIMARY KEY (symbol, asset_class));
+CREATE TABLE IF NOT EXISTS news_events (
+    ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL, symbol VARCHAR, headline VARCHAR NOT NULL,
+    sentiment DOUBLE NOT NULL, source_row BIGINT);
+CREATE TABLE IF NOT EXISTS macro_events (
+    ts TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL, event_type VARCHAR NOT NULL, scheduled BOOLEAN,
+    press_conference BOOLEAN, policy_surprise DOUBLE, source_row BIGINT, PRIMARY KEY (source, ts, event_type));
+CREATE TABLE IF NOT EXISTS quarantine (
+    table_name VARCHAR NOT NULL, source VARCHAR NOT NULL, source_file VARCHAR NOT NULL, source_row BIGINT,
+    asset_class VARCHAR, reasons VARCHAR NOT NULL, raw VARCHAR, run_id VARCHAR, quarantined_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS source_loads (
+    source VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, asset_class VARCHAR, path VARCHAR,
+    rows_read BIGINT NOT NULL, rows_accepted BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
+    run_id VARCHAR, loaded_at TIMESTAMPTZ NOT NULL);
+"""
+# columns written per table, in DDL order
+COLUMNS = {
+    "bars": ["ts", "symbol", "asset_class", "freq", "open", "high", "low", "close", "volume", "source", "source_row"],
+    "symbols": ["symbol", "asset_class", "sector", "company", "source"],
+    "news_events": ["ts", "source", "symbol", "headline", "sentiment", "source_row"],
+    "macro_events": ["ts", "source", "event_type", "scheduled", "press_conference", "policy_surprise", "source_row"],
+    "quarantine": ["table_name", "source", "source_file", "source_row", "asset_class", "reasons", "raw", "run_id",
+                   "quarantined_at"],
+    "source_loads": ["source", "table_name", "asset_class", "path", "rows_read", "rows_accepted",
+                     "rows_quarantined", "run_id", "loaded_at"],
+}
+
+
+def connect(path, read_only: bool = False) -> "duckdb.DuckDBPyConnection":
+    """A connection with the schema in place and timestamps shown in UTC."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        con.execute(DDL)
+    return con
+
+
+def insert_frame(con, table: str, frame: "pd.DataFrame") -> int:
+    """Append `frame`'s columns for `table` (by name, so column order never matters)."""
+    cols = COLUMNS[table]
+    con.register("_staged", frame[cols])
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _staged")
+    finally:
+        con.unregister("_staged")
+    return len(frame)
+
+
+def replace_where(con, table: str, frame: "pd.DataFrame", where: dict[str, Any]) -> int:
+    """Delete the rows matching `where` (column = value, NULL-safe) then insert `frame`."""
+    clause = " AND ".join(f"{col} IS NOT DISTINCT FROM ?" for col in where) or "TRUE"
+    con.execute(f"DELETE FROM {table} WHERE {clause}", list(where.values()))
+    return insert_frame(con, table, frame)
+
+
+def read_df(con, sql: str, params: list | None = None) -> "pd.DataFrame":
+    return con.execute(sql, params or []).df()
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB file `$TRADECAST_HOME/warehouse.duckdb`."""
+
+    settings: Settings
+
+    @property
+    def path(self):
+        return self.settings.warehouse_path
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:
+        if read_only and not self.path.exists():
+            connect(self.path).close()  # create the schema once so readers never fail on a fresh home
+        con = connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:
+        """One atomic write: all of it lands, or (on any error) none of it."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def query(self, sql: str, params: list | None = None) -> "pd.DataFrame":
+        with self.connect(read_only=True) as con:
+            return read_df(con, sql, params)
