@@ -1,0 +1,94 @@
+"""The `tradecast` command as a user runs it (a subprocess, a temporary TRADECAST_HOME)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, warehouse_query, write_catalog
+
+MY_CSV = """ts,symbol,open,high,low,close,volume
+2024-01-01T00:00:00Z,MYCOIN,10,11,9,10.5,100
+2024-01-01T01:00:00Z,MYCOIN,10.5,12,10,11,200
+2024-01-01T02:00:00Z,MYCOIN,11,10,9,10.2,50
+2024-01-01T03:00:00Z,MYCOIN,abc,11,9,10,10
+2024-01-01T04:00:00Z,MYCOIN,10,11,9,10,10
+2024-01-01T04:00:00Z,MYCOIN,10,11,9,10.1,10
+"""
+
+
+def tradecast(*args, check=True):
+    exe = [sys.executable, "-m", "pipelines.cli", *args]
+    out = subprocess.run(exe, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _state():
+    return warehouse_query("""SELECT (SELECT count(*) FROM bars) AS bars, (SELECT count(*) FROM quarantine) AS q,
+                                     (SELECT string_agg(reasons, ' | ' ORDER BY source_row) FROM quarantine
+                                      WHERE source = 'user_my') AS reasons""").iloc[0].to_dict()
+
+
+@pytest.mark.slow
+def test_ingest_canonical_file_with_bad_rows_next_to_the_bundled_data(home, tmp_path):
+    path = tmp_path / "my.csv"
+    path.write_text(MY_CSV)
+    out = tradecast("ingest", str(path), "--asset-class", "crypto")
+    assert "registered source 'user_my' (bars, crypto, 1h)" in out.stdout
+    assert re.search(r"user_my\s*\|\s*6\s*\|\s*3\s*\|\s*3\s*\|", out.stdout), out.stdout
+    mine = warehouse_query("SELECT * FROM source_loads WHERE source = 'user_my'").iloc[0]
+    assert (mine.rows_read, mine.rows_accepted, mine.rows_quarantined) == (6, 3, 3)
+    first = _state()
+    assert "high < max(open, close)" in first["reasons"] and "not a number 'abc'" in first["reasons"]
+    assert "duplicate key (symbol, freq, ts): kept user_my row 5" in first["reasons"]
+    assert warehouse_query("SELECT count(DISTINCT source) AS n FROM bars").n[0] == 4  # + the 3 bundled crypto
+    tradecast("ingest", str(path), "--asset-class", "crypto")
+    assert _state() == first  # a second run changes nothing
+    assert (home / "sources" / "files" / "user_my.csv").read_text() == MY_CSV
+
+
+def test_ingest_with_a_column_mapping_and_a_constant_symbol(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRADECAST_CATALOG", str(write_catalog(tmp_path / "empty.yaml", [])))
+    path = tmp_path / "EURUSD_export.csv"
+    path.write_text("Time,Open,High,Low,Close,Volume\n02.01.2017 00:00:00.000,1.05,1.06,1.04,1.055,10\n"
+                    "02.01.2017 01:00:00.000,1.055,1.06,1.05,1.058,12\n02.01.2017 02:00:00.000,1.058,1.07,1.05,1.06,9\n")
+    tradecast("ingest", str(path), "--asset-class", "fx", "--symbol", "EURUSD", "--ts-format", "%d.%m.%Y %H:%M:%S.%f",
+              "--map", "ts=Time,open=Open,high=High,low=Low,close=Close,volume=Volume", "--name", "my_eurusd")
+    bars = warehouse_query("SELECT * FROM bars ORDER BY ts")
+    assert list(bars.symbol.unique()) == ["EURUSD"] and list(bars.freq.unique()) == ["1h"]
+    assert str(bars.ts.iloc[0]) == "2017-01-02 00:00:00+00:00" and bars.close.tolist() == [1.055, 1.058, 1.06]
+    assert bars.source.unique().tolist() == ["my_eurusd"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--asset-class", "fx"], "no column for ['close']; the file has ['ts', 'symbol', 'price']. Use --map close=<column>"),
+    (["--asset-class", "fx", "--map", "closing=price"], "'closing' is not a column of bars"),
+    (["--asset-class", "fx", "--map", "close=Price"], "missing required column(s) ['Price']"),
+    ([], "--asset-class is required"),
+])
+def test_ingest_errors_are_clear_and_register_nothing(home, tmp_path, args, message):
+    path = tmp_path / "prices.csv"
+    path.write_text("ts,symbol,price\n2024-01-01,A,1\n")
+    out = tradecast("ingest", str(path), *args, check=False)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert not (home / "sources" / "sources.yaml").exists()
+
+
+@pytest.mark.slow
+def test_run_prints_rows_read_accepted_quarantined_per_source(home):
+    out = tradecast("run", "--max-rows", "400")
+    for source in ("sp500_5yr_daily", "crypto_hourly", "eurusd_1h", "reddit_worldnews", "fomc_actions"):
+        assert source in out.stdout
+    assert "read = accepted + quarantined for every source" in out.stdout
+    assert "check_market_bars_counts_reconcile" in out.stdout and "FAILED (ERROR)" not in out.stdout
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # the instance the UI reads
+        runs = instance.get_runs()
+    assert sorted(r.job_name for r in runs) == ["events_job", "ingest_job", "ingest_job", "ingest_job"]
+    assert all(r.is_success for r in runs)
