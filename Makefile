@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 
-.PHONY: setup run test ui clean
+.PHONY: setup run train-full test ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ setup: $(STAMP)  ## the virtualenv with the project and its dev tools
 
 run: setup  ## the whole pipeline on the bundled data, then a summary
 	$(BIN)/tradecast run
+
+train-full: setup  ## the pipeline with the full training profile (1500 steps, early stopping)
+	$(BIN)/tradecast run --profile full
 
 test: setup  ## the test suite (fails when no test ran)
 	$(BIN)/python -m pytest

@@ -16,6 +16,22 @@ if TYPE_CHECKING:
 
 ASSET_CLASSES = ["equities", "crypto", "fx"]
 asset_class_partitions = dg.StaticPartitionsDefinition(ASSET_CLASSES)
+TARGETS = ["close", "volatility"]  # the price path and per-bar volatility: both first-class
+model_partitions = dg.MultiPartitionsDefinition(
+    {"asset_class": asset_class_partitions, "target": dg.StaticPartitionsDefinition(TARGETS)})
+
+
+def model_keys(context) -> tuple[str, str]:
+    """(asset_class, target) of a run on `model_partitions`."""
+    keys = context.partition_key.keys_by_dimension
+    return keys["asset_class"], keys["target"]
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
+    """A PNG inline in a markdown metadata value, so the asset page shows the picture."""
+    import base64
+
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 DUCKDB_POOL = "duckdb_writer"  # DuckDB allows one writer: the instance limits this pool to 1
 OWNERS = ["team:data-platform"]
 

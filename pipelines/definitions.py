@@ -2,24 +2,30 @@
 
 import dagster as dg
 
+from assets.champion_model import champion_model, check_nhits_model_beats_champion_and_baselines
+from assets.forecasts import forecasts
 from assets.macro_events import macro_events
 from assets.market_bars import (check_market_bars_coverage, check_market_bars_no_large_gaps,
                                 check_market_bars_ohlc_consistent, market_bars)
 from assets.news_events import check_news_events_sentiment_range, news_events
+from assets.nhits_model import nhits_model
 from assets.quarantine import quarantine
 from assets.reconcile import build_reconcile_check
-from pipelines.jobs import events_job, ingest_job
-from resources import Settings, Warehouse
+from assets.training_frames import training_frames
+from pipelines.jobs import events_job, forecast_job, ingest_job, train_job
+from resources import ModelRegistry, Settings, Warehouse
 
 settings = Settings()
 
 defs = dg.Definitions(
-    assets=[market_bars, news_events, macro_events, quarantine],
+    assets=[market_bars, news_events, macro_events, quarantine, training_frames, nhits_model, champion_model,
+            forecasts],
     asset_checks=[
         check_market_bars_ohlc_consistent, check_market_bars_no_large_gaps, check_market_bars_coverage,
-        check_news_events_sentiment_range,
+        check_news_events_sentiment_range, check_nhits_model_beats_champion_and_baselines,
         *(build_reconcile_check(a) for a in (market_bars, news_events, macro_events)),
     ],
-    jobs=[ingest_job, events_job],
-    resources={"settings": settings, "warehouse": Warehouse(settings=settings)},
+    jobs=[ingest_job, events_job, train_job, forecast_job],
+    resources={"settings": settings, "warehouse": Warehouse(settings=settings),
+               "registry": ModelRegistry(settings=settings)},
 )

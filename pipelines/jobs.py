@@ -2,11 +2,15 @@
 
 import dagster as dg
 
-from assets.common import asset_class_partitions
+from assets.champion_model import champion_model
+from assets.common import asset_class_partitions, model_partitions
+from assets.forecasts import forecasts
 from assets.macro_events import macro_events
 from assets.market_bars import market_bars
 from assets.news_events import news_events
+from assets.nhits_model import nhits_model
 from assets.quarantine import quarantine
+from assets.training_frames import training_frames
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -21,4 +25,20 @@ events_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(news_events, macro_events, quarantine),
     description="Load news and macro events, then refresh the quarantine summary.",
     tags={"tradecast/purpose": "ingest"},
+)
+
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model),
+    partitions_def=model_partitions,
+    description="Build the training frame, train and evaluate NHITS, and promote it if it passes the gate.",
+    tags={"tradecast/purpose": "train"},
+)
+
+forecast_job = dg.define_asset_job(
+    "forecast_job",
+    selection=dg.AssetSelection.assets(forecasts),
+    partitions_def=model_partitions,
+    description="Forecast every series with the current champion (runs whether or not a promotion happened).",
+    tags={"tradecast/purpose": "forecast"},
 )

@@ -39,6 +39,23 @@ CREATE TABLE IF NOT EXISTS source_loads (
     source VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, asset_class VARCHAR, path VARCHAR,
     rows_read BIGINT NOT NULL, rows_accepted BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
     run_id VARCHAR, loaded_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS training_frames (
+    asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, unique_id VARCHAR NOT NULL, ds TIMESTAMP NOT NULL,
+    y DOUBLE NOT NULL, PRIMARY KEY (asset_class, target, unique_id, ds));
+CREATE TABLE IF NOT EXISTS model_evaluations (
+    model_name VARCHAR NOT NULL, version VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL,
+    model VARCHAR NOT NULL, mse DOUBLE, mae DOUBLE, mase DOUBLE, coverage_80 DOUBLE, n_windows BIGINT,
+    n_series BIGINT, h INTEGER, step INTEGER, train_end TIMESTAMP, test_start TIMESTAMP, run_id VARCHAR,
+    evaluated_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS model_promotions (
+    decided_at TIMESTAMPTZ NOT NULL, model_name VARCHAR NOT NULL, asset_class VARCHAR NOT NULL,
+    target VARCHAR NOT NULL, version VARCHAR NOT NULL, model_kind VARCHAR NOT NULL, decision VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL, challenger_mase DOUBLE, champion_version VARCHAR, champion_mase DOUBLE,
+    best_baseline VARCHAR, best_baseline_mase DOUBLE, run_id VARCHAR);
+CREATE TABLE IF NOT EXISTS forecasts (
+    asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, symbol VARCHAR NOT NULL, ds TIMESTAMP NOT NULL,
+    step INTEGER NOT NULL, yhat DOUBLE, lo DOUBLE, hi DOUBLE, model_name VARCHAR NOT NULL,
+    model_version VARCHAR NOT NULL, model_kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL);
 """
 # columns written per table, in DDL order
 COLUMNS = {
@@ -50,6 +67,15 @@ COLUMNS = {
                    "quarantined_at"],
     "source_loads": ["source", "table_name", "asset_class", "path", "rows_read", "rows_accepted",
                      "rows_quarantined", "run_id", "loaded_at"],
+    "training_frames": ["asset_class", "target", "unique_id", "ds", "y"],
+    "model_evaluations": ["model_name", "version", "asset_class", "target", "model", "mse", "mae", "mase",
+                          "coverage_80", "n_windows", "n_series", "h", "step", "train_end", "test_start", "run_id",
+                          "evaluated_at"],
+    "model_promotions": ["decided_at", "model_name", "asset_class", "target", "version", "model_kind", "decision",
+                         "reason", "challenger_mase", "champion_version", "champion_mase", "best_baseline",
+                         "best_baseline_mase", "run_id"],
+    "forecasts": ["asset_class", "target", "symbol", "ds", "step", "yhat", "lo", "hi", "model_name",
+                  "model_version", "model_kind", "created_at"],
 }
 
 

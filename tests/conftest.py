@@ -18,7 +18,8 @@ def home(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def run_job(name: str, partition: str | None = None, max_rows: int | None = None, assets=()):
+def run_job(name: str, partition=None, max_rows: int | None = None, assets=(), run_config=None,
+            raise_on_error=True):
     """Execute a job of the real Definitions on the real (temporary) instance under TRADECAST_HOME."""
     import dagster as dg
 
@@ -26,10 +27,11 @@ def run_job(name: str, partition: str | None = None, max_rows: int | None = None
     from pipelines.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    run_config = {"ops": {a: {"config": {"max_rows_per_source": max_rows}} for a in assets}} if max_rows else {}
+    run_config = run_config or ({"ops": {a: {"config": {"max_rows_per_source": max_rows}} for a in assets}}
+                                if max_rows else {})
     with dg.DagsterInstance.get() as instance:
         return defs.resolve_job_def(name).execute_in_process(
-            instance=instance, partition_key=partition, run_config=run_config)
+            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=raise_on_error)
 
 
 def warehouse_query(sql: str, params=None):

@@ -80,15 +80,18 @@ def test_ingest_errors_are_clear_and_register_nothing(home, tmp_path, args, mess
 
 
 @pytest.mark.slow
-def test_run_prints_rows_read_accepted_quarantined_per_source(home):
-    out = tradecast("run", "--max-rows", "400")
-    for source in ("sp500_5yr_daily", "crypto_hourly", "eurusd_1h", "reddit_worldnews", "fomc_actions"):
+def test_run_prints_rows_per_source_model_metrics_and_promotion_decisions(home):
+    out = tradecast("run", "--asset-class", "fx", "--max-rows", "2000", "--steps", "3")
+    for source in ("fx_daily_lstnet", "eurusd_1h", "reddit_worldnews", "fomc_actions"):
         assert source in out.stdout
     assert "read = accepted + quarantined for every source" in out.stdout
     assert "check_market_bars_counts_reconcile" in out.stdout and "FAILED (ERROR)" not in out.stdout
+    for target in ("close", "volatility"):  # metrics of NHITS next to every baseline, per target
+        for model in ("nhits", "naive", "seasonal_naive", "window_mean"):
+            assert re.search(rf"\| fx\s+\| {target}\s+\|\s+\d+ \| {model}\s", out.stdout), (target, model)
+    assert re.search(r"\| fx\s+\| close\s+\|\s+\d+ \| (promoted|refused)\s+\| MASE", out.stdout), out.stdout
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # the instance the UI reads
-        runs = instance.get_runs()
-    assert sorted(r.job_name for r in runs) == ["events_job", "ingest_job", "ingest_job", "ingest_job"]
-    assert all(r.is_success for r in runs)
+        jobs = sorted(r.job_name for r in instance.get_runs())
+    assert jobs == ["events_job", "forecast_job", "forecast_job", "ingest_job", "train_job", "train_job"]

@@ -1,0 +1,108 @@
+"""`nhits_model`: train NHITS on a training frame, evaluate it beside the baselines, register it in MLflow
+as the `challenger`; the blocking gate check decides whether it may become `champion`."""
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
+from assets.training_frames import training_frames
+from resources import ModelRegistry, Warehouse
+from resources.registry import model_name
+
+
+class NHITSConfig(dg.Config):
+    """NHITS settings; empty fields take the asset class's config (hft for crypto, daily otherwise)."""
+
+    profile: Literal["quick", "full"] = Field("quick", description="quick: small step budget (make run, tests)")
+    h: int | None = Field(None, ge=1, description="forecast horizon (hft 12, daily 30)")
+    input_size: int | None = Field(None, ge=1, description="lookback window (hft 288, daily 365)")
+    n_pool_kernel_size: list[int] | None = Field(None, description="pooling per stack (hft [8,4,1], daily [4,2,1])")
+    n_freq_downsample: list[int] | None = Field(None, description="downsampling per stack")
+    mlp_units: list[list[int]] | None = Field(None, description="hidden sizes per stack, e.g. [[512,512]]*3")
+    max_steps: int | None = Field(None, ge=1, description="training steps (profile default when empty)")
+    learning_rate: float | None = Field(None, gt=0)
+    loss: Literal["mae", "mse", "mase", "quantile", "studentt"] = "mae"
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: CUDA with bf16-mixed precision when present (DDP on several GPUs), else CPU")
+    seed: int = 1
+    n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows")
+    log_every_n_steps: int = Field(50, ge=1, description="training loss to the run log every N steps")
+
+    def spec(self, asset_class: str):
+        from models.configs import spec_for
+
+        fields = ("h", "input_size", "max_steps", "learning_rate", "n_windows")
+        overrides = {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+        for f in ("n_pool_kernel_size", "n_freq_downsample"):
+            if getattr(self, f) is not None:
+                overrides[f] = tuple(getattr(self, f))
+        if self.mlp_units is not None:
+            overrides["mlp_units"] = tuple(tuple(u) for u in self.mlp_units)
+        return spec_for(asset_class, self.profile, loss=self.loss, seed=self.seed, **overrides)
+
+
+def read_frame(warehouse: Warehouse, asset_class: str, target: str):
+    from models.frames import class_freq
+
+    frame = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND target = ? "
+                            "ORDER BY unique_id, ds", [asset_class, target])
+    if frame.empty:
+        raise ValueError(f"training_frames[{asset_class}|{target}] is empty: materialize it first")
+    frame.attrs["freq"] = class_freq(asset_class)
+    return frame
+
+
+@dg.asset(
+    partitions_def=model_partitions,
+    deps=[training_frames],
+    group_name="training",
+    kinds={"pytorch", "mlflow"},
+    owners=OWNERS,
+    pool=DUCKDB_POOL,
+    description=(
+        "NHITS (neuralforecast) trained per (asset class, target) with the report's configs: hft (h=12, input 288, "
+        "pooling/downsampling [8,4,1]) for crypto, daily (h=30, input 365, [4,2,1]) for equities and fx. Evaluated "
+        "on rolling-origin test windows after the training period beside naive, seasonal naive and window mean; "
+        "logged to MLflow and registered as a new version of `nhits-<class>-<target>` with alias `challenger`."),
+)
+def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
+                registry: ModelRegistry) -> dg.MaterializeResult:
+    from models.evaluation import train_and_evaluate
+    from models.plots import plot_forecasts
+    from assets.promotion import ensure_champion, record_evaluation
+
+    asset_class, target = model_keys(context)
+    name = model_name(asset_class, target)
+    spec = config.spec(asset_class)
+    frame = read_frame(warehouse, asset_class, target)
+    context.log.info(f"training {name}: {frame.unique_id.nunique()} series, {spec.max_steps} steps, loss {spec.loss}")
+    result = train_and_evaluate(frame, spec, accelerator=config.accelerator, log_every_n_steps=config.log_every_n_steps,
+                                log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"))
+    table = result.evaluation
+    nhits = table.set_index("model").loc["nhits"]
+    symbols = sorted(frame.unique_id.unique())[:3]
+    nhits_preds = result.predictions[result.predictions.model == "nhits"]
+    last_cut = nhits_preds.cutoff.max()
+    plot = plot_forecasts(frame[frame.ds <= nhits_preds.ds.max()],
+                          nhits_preds[nhits_preds.cutoff == last_cut], symbols,
+                          title=f"{name}: last test window (NHITS)")
+    version = registry.log_version(
+        name, kind="nhits", nf=result.nf, evaluation=table, plot_png=plot, run_name=f"{name}-{context.run_id[:8]}",
+        params={**spec.to_params(), "asset_class": asset_class, "target": target, "accelerator": config.accelerator,
+                "n_series": frame.unique_id.nunique(), "train_end": result.train_end},
+        metrics={f"{row.model}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mse", "mae", "mase")}
+        | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
+        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id})
+    registry.set_alias(name, "challenger", version)
+    record_evaluation(warehouse, name, version, asset_class, target, result, context.run_id)
+    ensure_champion(registry, warehouse, name, asset_class, target, spec, result, context.run_id)
+    return dg.MaterializeResult(metadata={
+        "model_name": name, "version": version, "target": target,
+        "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
+        "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 2)),
+        "evaluation": dg.MetadataValue.md(table.round(6).to_markdown(index=False)),
+        "test_windows": f"{result.test_start} .. (after train_end {result.train_end})",
+        "forecast_plot": png_markdown(plot, name),
+    })

@@ -1,0 +1,123 @@
+"""Baseline forecasts: naive (last value), seasonal naive, input-window mean.
+
+Each forecast at a cutoff uses only observations with ``ds <= cutoff`` of its
+own series. Steps are positional (step k = the k-th bar after the cutoff), the
+same convention neuralforecast uses.
+
+* ``naive``          yhat_k = y_T
+* ``seasonal_naive`` yhat_k = y_{T + k - m * ceil(k / m)}  (m = season_length);
+  NaN when the series has fewer than m points up to the cutoff.
+* ``window_mean``    yhat_k = mean of the last ``input_size`` values (fewer if
+  the series is shorter) -- the "information set" NHITS sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
+
+
+def _forecast_positions(y: np.ndarray, pos: np.ndarray, model: str, h: int, input_size: int,
+                        season_length: int) -> np.ndarray:
+    """(n_windows, h) forecasts from one series' values ``y`` at last-known positions ``pos``."""
+    steps = np.arange(1, h + 1)
+    if model == "naive":
+        return np.repeat(y[pos][:, None], h, axis=1)
+    if model == "seasonal_naive":
+        m = season_length
+        lag = steps - m * np.ceil(steps / m).astype(int)  # in (-m, 0]
+        idx = pos[:, None] + lag[None, :]
+        out = y[np.clip(idx, 0, None)]
+        return np.where((pos + 1 >= m)[:, None], out, np.nan)
+    if model == "window_mean":
+        csum = np.concatenate([[0.0], np.cumsum(y)])
+        start = np.maximum(pos + 1 - input_size, 0)
+        mean = (csum[pos + 1] - csum[start]) / (pos + 1 - start)
+        return np.repeat(mean[:, None], h, axis=1)
+    raise ValueError(f"unknown baseline {model!r}; known: {list(BASELINES)}")
+
+
+def baseline_forecasts(
+    history: pd.DataFrame,
+    windows: pd.DataFrame,
+    *,
+    h: int,
+    input_size: int,
+    season_length: int,
+    models: tuple[str, ...] = BASELINES,
+) -> pd.DataFrame:
+    """Forecast ``h`` steps after every ``(unique_id, cutoff)`` in ``windows``.
+
+    ``history`` is a long frame ``unique_id, ds, y`` (NaN-free ``y``). A cutoff
+    need not be an observed timestamp: the last observation ``<= cutoff`` is the
+    forecast origin; windows with no such observation are dropped. Returns
+    ``unique_id, cutoff, step, <one column per model>`` sorted by those keys.
+    """
+    hist = history.sort_values(["unique_id", "ds"], kind="stable")
+    wins = windows[["unique_id", "cutoff"]].drop_duplicates()
+    parts = []
+    for uid, w in wins.groupby("unique_id", sort=True):
+        series = hist[hist["unique_id"] == uid]
+        ds = series["ds"].to_numpy()
+        y = series["y"].to_numpy(dtype=float)
+        cutoffs = w["cutoff"].to_numpy(dtype=ds.dtype) if len(ds) else w["cutoff"].to_numpy()
+        pos = np.searchsorted(ds, cutoffs, side="right") - 1
+        keep = pos >= 0
+        pos, cutoffs = pos[keep], cutoffs[keep]
+        if not len(pos):
+            continue
+        frame = {
+            "unique_id": np.repeat(uid, len(pos) * h),
+            "cutoff": np.repeat(cutoffs, h),
+            "step": np.tile(np.arange(1, h + 1), len(pos)),
+        }
+        for model in models:
+            frame[model] = _forecast_positions(y, pos, model, h, input_size, season_length).ravel()
+        parts.append(pd.DataFrame(frame))
+    if not parts:
+        return pd.DataFrame(columns=["unique_id", "cutoff", "step", *models])
+    return pd.concat(parts, ignore_index=True).sort_values(["unique_id", "cutoff", "step"], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class BaselineForecaster:
+    """A fitted-free baseline with a ``predict`` suited to wrapping as a pyfunc model.
+
+    ``predict(history)`` forecasts the ``h`` steps after each series' last
+    observation; future ``ds`` are generated with ``freq`` (a pandas offset alias
+    such as ``'5min'`` or ``'B'``).
+    """
+
+    name: str
+    h: int
+    input_size: int
+    season_length: int
+    freq: str = "B"
+
+    def __post_init__(self) -> None:
+        if self.name not in BASELINES:
+            raise ValueError(f"BaselineForecaster.name must be one of {list(BASELINES)} (got {self.name!r})")
+        for field_name in ("h", "input_size", "season_length"):
+            if getattr(self, field_name) <= 0:
+                raise ValueError(f"BaselineForecaster.{field_name} must be > 0 (got {getattr(self, field_name)!r})")
+
+    def predict(self, history: pd.DataFrame) -> pd.DataFrame:
+        """Forecast frame ``unique_id, ds, step, yhat`` for every series in ``history``."""
+        last = history.groupby("unique_id", sort=True)["ds"].max().rename("cutoff").reset_index()
+        fc = baseline_forecasts(history, last, h=self.h, input_size=self.input_size,
+                                season_length=self.season_length, models=(self.name,))
+        offset = pd.tseries.frequencies.to_offset(self.freq)
+        future = pd.DataFrame(
+            [
+                (uid, step, ds)
+                for uid, cutoff in zip(last["unique_id"], last["cutoff"])
+                for step, ds in enumerate(pd.date_range(cutoff, periods=self.h + 1, freq=offset)[1:], start=1)
+            ],
+            columns=["unique_id", "step", "ds"],
+        )
+        out = future.merge(fc.rename(columns={self.name: "yhat"}), on=["unique_id", "step"], how="left")
+        return out[["unique_id", "ds", "step", "yhat"]]

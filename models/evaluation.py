@@ -1,0 +1,217 @@
+"""Time-based split and rolling-origin evaluation of NHITS against baselines.
+
+Protocol (never shuffled):
+
+1. :func:`time_split` takes the global timestamp grid of the frame; the test
+   part is the last ``test_size = h + step * (n_windows - 1)`` timestamps, so
+   the forecast origins (cutoffs) are ``grid[-test_size - 1 + k * step]``.
+   Only series that have *every* test timestamp are evaluated, which makes the
+   positional windows of neuralforecast coincide with calendar windows.
+2. NHITS is fitted on rows with ``ds <= train_end`` (the first cutoff) only;
+   its early-stopping validation set is the last ``spec.val_size`` steps of
+   that training part.
+3. The fitted model forecasts every test window from the data up to its cutoff
+   (``cross_validation(use_fitted=True, refit=False)``: no refit, the input of
+   each window ends at its cutoff). The baselines forecast exactly the same
+   ``(unique_id, cutoff, step)`` windows from history ``<= cutoff``.
+4. Metrics per model; MASE is scaled by the naive MAE of the training part.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.baselines import BASELINES, baseline_forecasts
+from models.configs import NHITSSpec
+from models.metrics import naive_scale, score_predictions
+from models.nhits import LogFn
+
+PRED_COLUMNS = ["model", "unique_id", "cutoff", "ds", "step", "y", "yhat", "lo", "hi"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Result of :func:`time_split`."""
+
+    train: pd.DataFrame  # rows with ds <= train_end, evaluated series only
+    full: pd.DataFrame  # all rows of the evaluated series
+    cutoffs: tuple[pd.Timestamp, ...]
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    dropped_series: tuple[str, ...]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_and_evaluate` returns."""
+
+    nf: Any  # fitted neuralforecast.NeuralForecast
+    evaluation: pd.DataFrame  # one row per model: mse, mae, mase, coverage_80, n_windows, n_series
+    predictions: pd.DataFrame  # long per-window predictions, PRED_COLUMNS
+    train_end: pd.Timestamp
+    test_start: pd.Timestamp
+    train_seconds: float
+    eval_seconds: float
+    spec: NHITSSpec
+    freq: str
+    dropped_series: tuple[str, ...] = ()
+    train_loss: float | None = None  # last logged training loss
+    val_loss: float | None = None  # last validation loss (None without val_size)
+
+
+def time_split(frame: pd.DataFrame, *, h: int, n_windows: int, step_size: int | None = None) -> Split:
+    """Split ``frame`` (``unique_id, ds, y``) by time into training part and test windows."""
+    step = step_size or h
+    test_size = h + step * (n_windows - 1)
+    grid = np.sort(frame["ds"].unique())
+    if len(grid) < test_size + 2:
+        raise ValueError(f"frame has {len(grid)} timestamps, too few for test_size={test_size}")
+    test_stamps = grid[-test_size:]
+    train_end = pd.Timestamp(grid[-test_size - 1])
+    after = frame[frame["ds"] > train_end]
+    n_test = after.groupby("unique_id")["ds"].nunique()
+    complete = n_test[n_test == test_size].index
+    keep = set(complete) & set(frame.loc[frame["ds"] <= train_end, "unique_id"].unique())
+    dropped = tuple(sorted(set(frame["unique_id"].unique()) - keep))
+    full = frame[frame["unique_id"].isin(keep)].sort_values(["unique_id", "ds"], ignore_index=True)
+    if full.empty:
+        raise ValueError("no series covers the whole test period")
+    cutoffs = tuple(pd.Timestamp(grid[-test_size - 1 + k * step]) for k in range(n_windows))
+    return Split(
+        train=full[full["ds"] <= train_end].reset_index(drop=True),
+        full=full,
+        cutoffs=cutoffs,
+        train_end=train_end,
+        test_start=pd.Timestamp(test_stamps[0]),
+        dropped_series=dropped,
+    )
+
+
+def nf_output_columns(columns: list[str], alias: str = "NHITS") -> dict[str, str | None]:
+    """Map neuralforecast output columns to ``yhat``/``lo``/``hi`` (the 80% interval)."""
+    point = alias if alias in columns else f"{alias}-median"
+    if point not in columns:
+        raise ValueError(f"no point forecast column for {alias!r} in {columns}")
+    lo = [c for c in columns if re.fullmatch(rf"{re.escape(alias)}-lo-80(\.0)?", c)]
+    hi = [c for c in columns if re.fullmatch(rf"{re.escape(alias)}-hi-80(\.0)?", c)]
+    return {"yhat": point, "lo": lo[0] if lo else None, "hi": hi[0] if hi else None}
+
+
+def tidy_nf_output(raw: pd.DataFrame, alias: str = "NHITS") -> pd.DataFrame:
+    """``raw`` with neuralforecast's model columns replaced by float ``yhat, lo, hi``.
+
+    MQLoss does not prevent quantile crossing (common after few steps), so
+    quantile outputs are rearranged (sorted per row: lo <= median <= hi), which
+    never increases the quantile loss. A mean point forecast (StudentT) is kept
+    as is; only lo/hi are ordered. ``lo``/``hi`` are NaN without an interval.
+    """
+    cols = nf_output_columns(list(raw.columns), alias)
+    out = raw.drop(columns=[c for c in raw.columns if c == alias or c.startswith(f"{alias}-")])
+    for key, col in cols.items():
+        out[key] = raw[col].to_numpy(dtype=float) if col else np.nan
+    if cols["lo"] and cols["hi"]:
+        if cols["yhat"].endswith("-median"):
+            out[["lo", "yhat", "hi"]] = np.sort(out[["lo", "yhat", "hi"]].to_numpy(), axis=1)
+        else:
+            bounds = out[["lo", "hi"]].to_numpy()
+            out["lo"], out["hi"] = bounds.min(axis=1), bounds.max(axis=1)
+    return out
+
+
+def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str = "NHITS") -> pd.DataFrame:
+    """Predictions of the fitted ``nf`` for every test window of ``split`` (no refit)."""
+    from models.nhits import lightning_quiet
+
+    with lightning_quiet():
+        cv = nf.cross_validation(df=split.full, n_windows=spec.n_windows, step_size=spec.step,
+                                 use_fitted=True, refit=False)
+    got = sorted(pd.Timestamp(c) for c in cv["cutoff"].unique())
+    if got != list(split.cutoffs):
+        raise RuntimeError(f"neuralforecast cutoffs {got} differ from the split's {list(split.cutoffs)}")
+    out = tidy_nf_output(cv, alias).sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)
+    out["step"] = out.groupby(["unique_id", "cutoff"]).cumcount() + 1
+    out.insert(0, "model", "nhits")
+    return out[PRED_COLUMNS]
+
+
+def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS") -> pd.DataFrame:
+    """Predictions of a saved-and-loaded ``nf`` (no training dataset attached) on the test windows of
+    ``split``: one ``predict`` per cutoff on the history up to it, so a champion can be scored on a
+    challenger's windows."""
+    from models.forecasting import forecast
+
+    parts = []
+    for cutoff in split.cutoffs:
+        history = split.full[split.full["ds"] <= cutoff]
+        fc = forecast(nf, history, alias=alias).assign(cutoff=cutoff)
+        parts.append(fc.merge(split.full[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner"))
+    out = pd.concat(parts, ignore_index=True)
+    out.insert(0, "model", "nhits")
+    return out[PRED_COLUMNS]
+
+
+def baseline_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpec) -> pd.DataFrame:
+    """Baseline predictions on the same ``(unique_id, cutoff, step)`` as ``windows``."""
+    fc = baseline_forecasts(split.full, windows[["unique_id", "cutoff"]], h=spec.h,
+                            input_size=spec.input_size, season_length=spec.season_length)
+    keys = windows[["unique_id", "cutoff", "ds", "step", "y"]]
+    merged = keys.merge(fc, on=["unique_id", "cutoff", "step"], how="left", validate="one_to_one")
+    long = merged.melt(id_vars=["unique_id", "cutoff", "ds", "step", "y"], value_vars=list(BASELINES),
+                       var_name="model", value_name="yhat")
+    long["lo"] = np.nan
+    long["hi"] = np.nan
+    return long[PRED_COLUMNS]
+
+
+def evaluate(nf: Any, split: Split, spec: NHITSSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(evaluation table, long predictions)`` of a fitted ``nf`` and the baselines on ``split``."""
+    nhits = nhits_window_predictions(nf, split, spec)
+    preds = pd.concat([nhits, baseline_window_predictions(split, nhits, spec)], ignore_index=True)
+    table = score_predictions(preds, naive_scale(split.train, seasonality=1))
+    return table, preds
+
+
+def fit_nhits(train: pd.DataFrame, spec: NHITSSpec, freq: str, *, accelerator: str = "auto",
+              log_fn: LogFn | None = None, log_every_n_steps: int = 50) -> Any:
+    """Fit a fresh ``NeuralForecast([NHITS])`` on ``train`` (val = its last ``spec.val_size`` steps)."""
+    from neuralforecast import NeuralForecast
+
+    from models.nhits import build_nhits, lightning_quiet
+
+    model = build_nhits(spec, accelerator=accelerator, log_fn=log_fn, log_every_n_steps=log_every_n_steps)
+    nf = NeuralForecast(models=[model], freq=freq)
+    with lightning_quiet():
+        nf.fit(df=train[["unique_id", "ds", "y"]], val_size=spec.val_size)
+    return nf
+
+
+def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str = "auto",
+                       log_fn: LogFn | None = None, freq: str | None = None,
+                       log_every_n_steps: int = 50) -> TrainResult:
+    """Split ``frame`` by time, fit NHITS on the training part, evaluate it and the baselines.
+
+    ``freq`` defaults to ``frame.attrs['freq']`` (set by ``to_training_frame``),
+    then ``spec.freq``.
+    """
+    freq = freq or frame.attrs.get("freq") or spec.freq
+    split = time_split(frame, h=spec.h, n_windows=spec.n_windows, step_size=spec.step)
+    start = time.perf_counter()
+    nf = fit_nhits(split.train, spec, freq, accelerator=accelerator, log_fn=log_fn,
+                   log_every_n_steps=log_every_n_steps)
+    train_seconds = time.perf_counter() - start
+    table, preds = evaluate(nf, split, spec)
+    model = nf.models[0]
+    train_traj, val_traj = getattr(model, "train_trajectories", []), getattr(model, "valid_trajectories", [])
+    return TrainResult(
+        nf=nf, evaluation=table, predictions=preds, train_end=split.train_end, test_start=split.test_start,
+        train_seconds=train_seconds, eval_seconds=time.perf_counter() - start - train_seconds,
+        spec=spec, freq=freq, dropped_series=split.dropped_series,
+        train_loss=float(train_traj[-1][1]) if train_traj else None,
+        val_loss=float(val_traj[-1][1]) if val_traj else None,
+    )
