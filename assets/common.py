@@ -1,4 +1,5 @@
-"""What every ingest asset shares: partitions, the writer pool, config, and the atomic write."""
+"""What the assets share: partitions (asset class; asset class x target), the writer pool, owners, the
+ingest config and atomic write, and the inline-PNG metadata helper."""
 
 
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from ingest.catalog import SourceSpec
     from ingest.load import Loaded
 
+DUCKDB_POOL = "duckdb_writer"  # DuckDB allows one writer: the instance limits this pool to 1
+OWNERS = ["team:data-platform"]
 ASSET_CLASSES = ["equities", "crypto", "fx"]
 asset_class_partitions = dg.StaticPartitionsDefinition(ASSET_CLASSES)
 TARGETS = ["close", "volatility"]  # the price path and per-bar volatility: both first-class
@@ -32,8 +35,6 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     import base64
 
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-DUCKDB_POOL = "duckdb_writer"  # DuckDB allows one writer: the instance limits this pool to 1
-OWNERS = ["team:data-platform"]
 
 
 class IngestConfig(dg.Config):
