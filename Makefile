@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 
-.PHONY: setup run train-full test ui clean
+.PHONY: setup run train-full test bench ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ train-full: setup  ## the pipeline with the full training profile (1500 steps, e
 
 test: setup  ## the test suite (fails when no test ran)
 	$(BIN)/python -m pytest
+
+bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/full-<cpu|cuda>.{json,md}
+	$(BIN)/tradecast bench --profile full
 
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:$(PORT), same instance as the CLI runs
 	DAGSTER_HOME=$$($(BIN)/python -m pipelines.instance) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml

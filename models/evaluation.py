@@ -124,8 +124,10 @@ def tidy_nf_output(raw: pd.DataFrame, alias: str = "NHITS") -> pd.DataFrame:
     return out
 
 
-def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str = "NHITS") -> pd.DataFrame:
-    """Predictions of the fitted ``nf`` for every test window of ``split`` (no refit)."""
+def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str = "NHITS",
+                             model: str = "nhits") -> pd.DataFrame:
+    """Predictions of the fitted ``nf`` (any neuralforecast model: ``alias`` is its output column, ``model``
+    the name in the result) for every test window of ``split`` (no refit)."""
     from models.nhits import lightning_quiet
 
     with lightning_quiet():
@@ -136,7 +138,7 @@ def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str 
         raise RuntimeError(f"neuralforecast cutoffs {got} differ from the split's {list(split.cutoffs)}")
     out = tidy_nf_output(cv, alias).sort_values(["unique_id", "cutoff", "ds"], ignore_index=True)
     out["step"] = out.groupby(["unique_id", "cutoff"]).cumcount() + 1
-    out.insert(0, "model", "nhits")
+    out.insert(0, "model", model)
     return out[PRED_COLUMNS]
 
 

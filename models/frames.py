@@ -115,6 +115,8 @@ def bar_volatility(bars: pd.DataFrame) -> pd.Series:
 def _select_bars(bars: pd.DataFrame, asset_class: str, freq: str | None) -> tuple[pd.DataFrame, str]:
     """Bars of one class at the training frequency, plus that frequency's neuralforecast alias."""
     part = bars[bars["asset_class"] == asset_class]
+    if asset_class != "crypto" and freq == "1h":  # e.g. the hourly EURUSD series of the benchmark
+        return part[part["freq"] == "1h"], _NF_FREQ["1h"]
     if asset_class != "crypto" or freq in (DAILY_BAR_FREQ, "B", "D"):
         nf_freq = class_freq(asset_class) if asset_class != "crypto" else "D"
         return part[part["freq"] == DAILY_BAR_FREQ], nf_freq
@@ -144,8 +146,8 @@ def to_training_frame(
 
     ``ds`` is tz-naive UTC, rows sorted by ``(unique_id, ds)``, duplicates
     (same symbol and timestamp, e.g. from two sources) keep the last row.
-    ``freq`` overrides the class's bar frequency (crypto only: '1min', '5min',
-    '1h' or '1d'). Series shorter than ``min_length`` (default: the class spec's
+    ``freq`` overrides the class's bar frequency (crypto: '1min', '5min', '1h'
+    or '1d'; equities/fx: '1h' for their hourly bars). Series shorter than ``min_length`` (default: the class spec's
     ``min_length`` = input_size + val + test windows + h) are dropped; with
     ``max_series`` only the most recent, then longest, series are kept (ties by
     name). The neuralforecast frequency alias is stored in ``frame.attrs['freq']``.

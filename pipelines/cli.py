@@ -92,6 +92,26 @@ def _print_models() -> None:
     click.echo(decisions.to_markdown(index=False))
 
 
+def _print_benchmark() -> None:
+    """Per data set of the latest quick benchmark: MASE of each model and its training time relative to NHITS."""
+    from resources import Settings, Warehouse
+
+    table = Warehouse(settings=Settings()).query("""
+        WITH latest AS (SELECT asset_class, max(created_at) AS at FROM benchmark_results GROUP BY ALL),
+             r AS (SELECT b.* FROM benchmark_results b JOIN latest l ON b.asset_class = l.asset_class
+                   AND b.created_at = l.at),
+             n AS (SELECT dataset, train_seconds AS nt FROM r WHERE model = 'nhits')
+        SELECT dataset, model, round(mase, 3) AS mase, round(naive_mase_same_windows, 3) AS naive_mase,
+               CASE WHEN kind = 'neural' THEN round(train_seconds / nt, 2) END AS train_x_nhits,
+               CASE WHEN capped THEN 'capped' ELSE '' END AS note
+        FROM r JOIN n USING (dataset) ORDER BY dataset, kind DESC, model""")
+    wide = table.pivot_table(index="dataset", columns="model", values="mase", sort=False)
+    click.echo(wide.round(3).to_markdown())
+    ratios = table[table.train_x_nhits.notna()].pivot_table(index="dataset", columns="model", values="train_x_nhits")
+    click.echo("\nTraining seconds relative to NHITS (same steps; capped models stopped early)\n")
+    click.echo(ratios.round(2).to_markdown())
+
+
 @click.group()
 def main() -> None:
     """tradecast: market data, NHITS forecasts and their evaluation, orchestrated by Dagster."""
@@ -125,8 +145,13 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
     _print_loads()
     click.echo("\nAsset checks\n")
     click.echo(tabulate(checks, headers=["check", "partition", "result"], tablefmt="pipe"))
+    for asset_class in asset_classes or ASSET_CLASSES:
+        click.echo(f"benchmark_job [{asset_class}] (quick) ...")
+        checks += _run_job("benchmark_job", asset_class)
     click.echo("\nModels (test windows after the training period; MASE < 1 beats the in-sample naive)\n")
     _print_models()
+    click.echo("\nBenchmark, quick profile (full tables: the benchmark_report asset, or `make bench`)\n")
+    _print_benchmark()
 
 
 @main.command()
@@ -163,6 +188,10 @@ def ingest(file: str, asset_class: str | None, freq: str | None, table: str, map
         _run_job("events_job")
     _print_loads([spec.name])
 
+
+from pipelines.bench_cli import bench  # noqa: E402  (a module of its own; registered on the group here)
+
+main.add_command(bench)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.benchmark_report import benchmark_report
 from assets.champion_model import champion_model
 from assets.common import asset_class_partitions, model_partitions
 from assets.forecasts import forecasts
@@ -41,4 +42,13 @@ forecast_job = dg.define_asset_job(
     partitions_def=model_partitions,
     description="Forecast every series with the current champion (runs whether or not a promotion happened).",
     tags={"tradecast/purpose": "forecast"},
+)
+
+benchmark_job = dg.define_asset_job(
+    "benchmark_job",
+    selection=dg.AssetSelection.assets(benchmark_report),
+    partitions_def=asset_class_partitions,
+    description="Compare NHITS with PatchTST, iTransformer, TimesNet, TiDE and the naive baselines on one asset "
+                "class (accuracy, cost, latency, memory).",
+    tags={"tradecast/purpose": "benchmark"},
 )

@@ -45,14 +45,32 @@ class ModelRegistry(dg.ConfigurableResource):
         mlflow.set_registry_uri(self.tracking_uri)
         return MlflowClient(self.tracking_uri, self.tracking_uri)
 
-    def experiment_id(self) -> str:
+    def experiment_id(self, experiment: str | None = None) -> str:
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
+        name = experiment or self.experiment
+        found = client.get_experiment_by_name(name)
         if found:
             return found.experiment_id
         artifacts = (self.settings.root / "mlartifacts").resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
+        return client.create_experiment(name, artifact_location=artifacts.as_uri())
+
+    def log_benchmark(self, *, run_name: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
+                      files: dict[str, bytes | str]) -> str:
+        """One run in the `<experiment>-benchmarks` experiment (params, metrics, report files); returns its id."""
+        import mlflow
+
+        self.client()
+        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
+                experiment_id=self.experiment_id(f"{self.experiment}-benchmarks"), run_name=run_name) as run:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v and v is not None})
+            mlflow.set_tags(tags)
+            for file_name, content in files.items():
+                path = Path(tmp) / file_name
+                path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+                mlflow.log_artifact(str(path))
+        return run.info.run_id
 
     def log_version(self, name: str, *, kind: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
                     evaluation, plot_png: bytes | None = None, nf: Any = None, baseline: dict | None = None,

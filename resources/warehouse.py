@@ -56,6 +56,20 @@ CREATE TABLE IF NOT EXISTS forecasts (
     asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, symbol VARCHAR NOT NULL, ds TIMESTAMP NOT NULL,
     step INTEGER NOT NULL, yhat DOUBLE, lo DOUBLE, hi DOUBLE, model_name VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL, model_kind VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS benchmark_results (
+    bench_id VARCHAR NOT NULL, created_at TIMESTAMPTZ NOT NULL, profile VARCHAR NOT NULL, device VARCHAR,
+    device_name VARCHAR, seed INTEGER, dataset VARCHAR NOT NULL, asset_class VARCHAR, target VARCHAR,
+    protocol VARCHAR, notes VARCHAR, h INTEGER, input_size INTEGER, freq VARCHAR, n_series INTEGER,
+    n_windows_protocol INTEGER,
+    step_size INTEGER, train_rows BIGINT, max_steps INTEGER, batch_size INTEGER, model VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL, mse DOUBLE, mae DOUBLE, mase DOUBLE, n_windows INTEGER, naive_mase_same_windows DOUBLE,
+    params BIGINT, steps_done INTEGER, train_seconds DOUBLE, seconds_per_step DOUBLE, eval_seconds DOUBLE,
+    throughput_wps DOUBLE, peak_memory_mb DOUBLE, memory_kind VARCHAR, capped BOOLEAN, cap_note VARCHAR,
+    mlflow_run_id VARCHAR, PRIMARY KEY (bench_id, dataset, model));
+CREATE TABLE IF NOT EXISTS benchmark_latency (
+    bench_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    batch INTEGER NOT NULL, p50_ms DOUBLE, p95_ms DOUBLE, repeats INTEGER, windows_per_s DOUBLE, skipped VARCHAR,
+    PRIMARY KEY (bench_id, dataset, model, path, batch));
 """
 # columns written per table, in DDL order
 COLUMNS = {
@@ -76,6 +90,14 @@ COLUMNS = {
                          "best_baseline_mase", "run_id"],
     "forecasts": ["asset_class", "target", "symbol", "ds", "step", "yhat", "lo", "hi", "model_name",
                   "model_version", "model_kind", "created_at"],
+    "benchmark_results": ["bench_id", "created_at", "profile", "device", "device_name", "seed", "dataset",
+                          "asset_class", "target", "protocol", "notes", "h", "input_size", "freq", "n_series",
+                          "n_windows_protocol", "step_size", "train_rows", "max_steps", "batch_size", "model", "kind",
+                          "mse", "mae", "mase", "n_windows", "naive_mase_same_windows", "params", "steps_done",
+                          "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps", "peak_memory_mb",
+                          "memory_kind", "capped", "cap_note", "mlflow_run_id"],
+    "benchmark_latency": ["bench_id", "dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats",
+                          "windows_per_s", "skipped"],
 }
 
 

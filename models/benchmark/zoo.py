@@ -1,0 +1,88 @@
+"""The compared models: neuralforecast's NHITS, PatchTST, iTransformer, TimesNet and TiDE, built from one
+:class:`~models.benchmark.specs.BenchSpec` and one :class:`~models.benchmark.specs.Budget`.
+
+Architectures are the library defaults except where the issue names a setting (PatchTST patch_len 16 /
+stride 8, TimesNet top_k 5) and NHITS, which uses the data set's pooling / downsampling (the report's hft and
+daily configs, 3 stacks). Everything that is about the *budget* (steps, windows per step, learning rate,
+seed, loss, scaler, Lightning trainer) is identical for all models.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from models.benchmark.specs import MODELS, BenchSpec, Budget
+
+ALIASES = {"nhits": "NHITS", "patchtst": "PatchTST", "itransformer": "iTransformer", "timesnet": "TimesNet",
+           "tide": "TiDE"}
+MULTIVARIATE = frozenset({"itransformer"})  # one sample = all series of the data set at once
+
+
+def parse_models(text: str | None) -> tuple[str, ...]:
+    """``'nhits,tide'`` -> ``('nhits', 'tide')``; unknown names raise a ValueError listing the known ones."""
+    if not text:
+        return MODELS
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in MODELS]
+    if unknown or not names:
+        raise ValueError(f"unknown model(s) {unknown or text!r}; choose from {', '.join(MODELS)}")
+    return names
+
+
+def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, accelerator: str = "auto",
+                callbacks: list | None = None) -> Any:
+    """An unfitted neuralforecast model ``name`` for ``spec`` trained under ``budget``."""
+    from neuralforecast import models as nfm
+
+    from models.nhits import build_nhits, lightning_quiet, make_loss, trainer_settings
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    trainer: dict[str, Any] = {
+        **trainer_settings(accelerator), "enable_progress_bar": False, "enable_model_summary": False,
+        "enable_checkpointing": False, "logger": False, "num_sanity_val_steps": 0,
+        "max_time": timedelta(seconds=budget.train_cap_s), "callbacks": list(callbacks or []),
+    }
+    common: dict[str, Any] = dict(
+        h=spec.h, input_size=spec.input_size, loss=make_loss("mae"), max_steps=budget.max_steps,
+        learning_rate=budget.learning_rate, val_check_steps=budget.max_steps, early_stop_patience_steps=-1,
+        scaler_type=spec.scaler_type, random_seed=budget.seed, alias=ALIASES[name],
+    )
+    if name == "itransformer":  # multivariate: a batch is windows of all series together
+        common.update(n_series=n_series, batch_size=n_series)
+    else:
+        common.update(windows_batch_size=budget.batch_size, batch_size=min(32, n_series))
+    with lightning_quiet():
+        if name == "nhits":
+            return _nhits(spec, budget, trainer, common, build_nhits)
+        if name == "patchtst":
+            return nfm.PatchTST(patch_len=16, stride=8, **common, **trainer)
+        if name == "itransformer":
+            return nfm.iTransformer(**common, **trainer)
+        if name == "timesnet":
+            return nfm.TimesNet(top_k=5, **common, **trainer)
+        return nfm.TiDE(**common, **trainer)
+
+
+def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, common: dict, build_nhits: Any) -> Any:
+    """NHITS through the project's own factory (the same one production training uses)."""
+    from neuralforecast.models import NHITS
+
+    from models.configs import NHITSSpec
+
+    nspec = NHITSSpec(name=spec.name, h=spec.h, input_size=spec.input_size, freq=spec.freq,
+                      season_length=spec.season_length, n_pool_kernel_size=spec.n_pool_kernel_size,
+                      n_freq_downsample=spec.n_freq_downsample, batch_size=budget.batch_size,
+                      series_batch_size=common["batch_size"], learning_rate=budget.learning_rate,
+                      max_steps=budget.max_steps, val_check_steps=budget.max_steps, loss="mae",
+                      scaler_type=spec.scaler_type, seed=budget.seed)
+    model = build_nhits(nspec, accelerator=trainer["accelerator"] if trainer["accelerator"] == "cpu" else "auto")
+    if not isinstance(model, NHITS):  # pragma: no cover - build_nhits contract
+        raise TypeError("build_nhits must return a neuralforecast NHITS")
+    model.trainer_kwargs.update(max_time=trainer["max_time"], callbacks=trainer["callbacks"])
+    return model
+
+
+def count_parameters(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))

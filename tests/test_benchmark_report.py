@@ -1,0 +1,99 @@
+"""benchmark_report on a real instance (DuckDB, MLflow) and `tradecast bench --csv` on a wide LTSF file."""
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import ROOT, run_job, warehouse_query
+
+
+@pytest.mark.slow
+def test_benchmark_report_writes_duckdb_mlflow_and_metadata(home):
+    assert run_job("ingest_job", "crypto", max_rows=6000, assets=["market_bars"]).success
+    result = run_job("benchmark_job", "crypto", run_config={"ops": {"benchmark_report": {"config": {
+        "models": ["nhits", "tide"], "max_steps": 2}}}})
+    assert result.success
+    rows = warehouse_query("SELECT * FROM benchmark_results ORDER BY dataset, model")
+    assert set(rows.dataset) == {"crypto-5min-close", "crypto-5min-volatility"}
+    assert sorted(rows[rows.dataset == "crypto-5min-close"].model) == [
+        "naive", "nhits", "seasonal_naive", "tide", "window_mean"]
+    neural = rows[rows.kind == "neural"]
+    assert (neural.steps_done == 2).all() and np.isfinite(neural[["mse", "mae", "mase"]].to_numpy(float)).all()
+    assert (rows.profile == "quick").all() and rows.bench_id.nunique() == 1
+    latency = warehouse_query("SELECT * FROM benchmark_latency")
+    assert set(latency.batch) == {1, 16, 64, 256} and set(latency.path) == {"forward", "predict"}
+    assert len(latency) == 2 * 2 * 2 * 4  # data sets x models x paths x batch sizes (a skipped batch has a row too)
+
+    [materialization] = result.asset_materializations_for_node("benchmark_report")
+    meta = materialization.metadata
+    assert "| nhits |" in meta["report"].value and "crypto-5min-volatility" in meta["report"].value
+    assert meta["plot"].value.startswith("![benchmark crypto](data:image/png;base64,")
+    assert meta["dagster/row_count"].value == len(rows)
+
+    from mlflow import MlflowClient
+
+    from resources import ModelRegistry, Settings
+
+    registry = ModelRegistry(settings=Settings())
+    client: MlflowClient = registry.client()
+    run = client.get_run(rows.mlflow_run_id.iloc[0])
+    assert run.data.metrics["crypto-5min-close.naive.mase"] == pytest.approx(
+        rows[(rows.dataset == "crypto-5min-close") & (rows.model == "naive")].mase.iloc[0])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"benchmark.json", "benchmark.md",
+                                                                         "benchmark.png"}
+    assert str(home) in run.info.artifact_uri  # everything under TRADECAST_HOME
+
+
+def _autoformer_exchange_csv(path, rows=700):
+    """The exchange-rate data in the wide LTSF layout of the Autoformer repository (date,0,...,6,OT): a file
+    layout this project's catalog has never seen."""
+    with gzip.open(ROOT / "data" / "fx" / "exchange_rate.txt.gz", "rt") as fh:
+        wide = pd.read_csv(fh, header=None, nrows=rows)
+    wide.columns = [str(i) for i in range(7)] + ["OT"]
+    dates = pd.date_range("1990-01-01", periods=rows, freq="D")
+    wide.insert(0, "date", [f"{d.year}/{d.month}/{d.day} 0:00" for d in dates])
+    wide.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_bench_cli_on_a_wide_ltsf_file(tmp_path, home):
+    from pipelines.cli import main
+
+    csv = _autoformer_exchange_csv(tmp_path / "exchange_rate.csv")
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["bench", "--csv", str(csv), "--h", "24", "--input-size", "48", "--steps", "2",
+                                       "--profile", "quick", "--models", "nhits,tide", "--split", "0.6,0.2,0.2",
+                                       "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "exchange_rate-h24.json").read_text())
+    assert doc["schema"] == "tradecast.benchmark/1" and doc["profile"] == "quick"
+    [dataset] = doc["datasets"]
+    assert dataset["freq"] == "D" and dataset["n_series"] == 8 and dataset["h"] == 24
+    assert [m["model"] for m in dataset["models"]] == ["nhits", "tide", "naive", "seasonal_naive", "window_mean"]
+    assert all(m["mse"] is not None for m in dataset["models"])
+    assert dataset["models"][1]["ratio_to_nhits"]["train_seconds"] > 0
+    assert "## exchange_rate-h24" in (out / "exchange_rate-h24.md").read_text()
+    assert not list(home.glob("**/*.duckdb")), "--csv benchmarks must not touch the warehouse"
+
+
+def test_bench_cli_rejects_a_bad_file_and_bad_options(tmp_path):
+    from pipelines.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,OT\n2016-07-01,1\n2016-07-02,oops\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["bench", "--csv", str(bad), "--h", "4"])
+    assert result.exit_code == 1 and f"{bad}: line 3, column 'OT': not a finite number 'oops'" in result.output
+    result = runner.invoke(main, ["bench", "--csv", str(bad)])
+    assert result.exit_code == 2 and "--h is required" in result.output
+    result = runner.invoke(main, ["bench", "--csv", str(bad), "--h", "4", "--models", "nhits,arima"])
+    assert result.exit_code == 2 and "unknown model" in result.output
+    short = tmp_path / "short.csv"
+    short.write_text("date,OT\n" + "".join(f"2016-07-{d:02d},{d}\n" for d in range(1, 29)))
+    result = runner.invoke(main, ["bench", "--csv", str(short), "--h", "24"])
+    assert result.exit_code == 1 and "no series has 146 observations" in result.output
