@@ -32,7 +32,8 @@ def _write(out: Path, name: str, results, latency, budget, title: str) -> None:
     click.echo(f"\nwrote {out / f'{name}.json'} and {out / f'{name}.md'}")
 
 
-def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, models: str | None, seed: int):
+def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, models: str | None, seed: int,
+            run: bool = True):
     from pipelines.cli import _run_job
     from resources import Settings, Warehouse
 
@@ -41,6 +42,13 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
               **({"models": models.split(",")} if models else {})}
     ids = []
     for asset_class in asset_classes:
+        if not run:
+            found = wh.query("SELECT bench_id FROM benchmark_results WHERE asset_class = ? AND profile = ? "
+                             "ORDER BY created_at DESC LIMIT 1", [asset_class, profile])
+            if found.empty:
+                raise click.ClickException(f"no {profile} benchmark of {asset_class} in the warehouse yet")
+            ids.append(found.bench_id.iloc[0])
+            continue
         if wh.query("SELECT count(*) AS n FROM bars WHERE asset_class = ?", [asset_class]).n.iloc[0] == 0:
             click.echo(f"ingest_job [{asset_class}] (no bars yet) ...")
             _run_job("ingest_job", asset_class)
@@ -72,9 +80,11 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
 @click.option("--split", default="0.7,0.1,0.2", show_default=True, help="train,validation,test fractions (--csv).")
 @click.option("--max-series", type=int, default=None, help="Use at most this many series of the file.")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--report-only", is_flag=True,
+              help="Write the files from the latest results of this profile in the warehouse; run nothing.")
 def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: str, csv_path: str | None,
           date_col: str, freq: str | None, h: int | None, input_size: int | None, models: str | None,
-          steps: int | None, split: str, max_series: int | None, seed: int) -> None:
+          steps: int | None, split: str, max_series: int | None, seed: int, report_only: bool) -> None:
     """Compare NHITS with PatchTST, iTransformer, TimesNet and TiDE beside the naive baselines."""
     from models.benchmark.runner import device_of
     from models.benchmark.specs import budget_for
@@ -86,7 +96,8 @@ def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: s
         raise click.BadParameter(str(exc), param_hint="--models") from None
     device = device_of("auto")
     if csv_path is None:
-        results, latency = _market(profile, asset_classes or ASSET_CLASSES, steps, ",".join(chosen), seed)
+        results, latency = _market(profile, asset_classes or ASSET_CLASSES, steps, ",".join(chosen), seed,
+                                   run=not report_only)
         budget = budget_for(profile, max_steps=steps, seed=seed)
         _write(Path(out), name or f"{profile}-{device}", results, latency, dataclasses.asdict(budget),
                f"Benchmark on the bundled market data ({profile} profile, {device})")

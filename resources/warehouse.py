@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS benchmark_results (
     params BIGINT, steps_done INTEGER, train_seconds DOUBLE, seconds_per_step DOUBLE, eval_seconds DOUBLE,
     throughput_wps DOUBLE, peak_memory_mb DOUBLE, memory_kind VARCHAR, capped BOOLEAN, cap_note VARCHAR,
     mlflow_run_id VARCHAR, PRIMARY KEY (bench_id, dataset, model));
+ALTER TABLE benchmark_results ADD COLUMN IF NOT EXISTS peak_rss_mb DOUBLE;
 CREATE TABLE IF NOT EXISTS benchmark_latency (
     bench_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL, path VARCHAR NOT NULL,
     batch INTEGER NOT NULL, p50_ms DOUBLE, p95_ms DOUBLE, repeats INTEGER, windows_per_s DOUBLE, skipped VARCHAR,
@@ -95,7 +96,7 @@ COLUMNS = {
                           "n_windows_protocol", "step_size", "train_rows", "max_steps", "batch_size", "model", "kind",
                           "mse", "mae", "mase", "n_windows", "naive_mase_same_windows", "params", "steps_done",
                           "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps", "peak_memory_mb",
-                          "memory_kind", "capped", "cap_note", "mlflow_run_id"],
+                          "memory_kind", "capped", "cap_note", "mlflow_run_id", "peak_rss_mb"],
     "benchmark_latency": ["bench_id", "dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats",
                           "windows_per_s", "skipped"],
 }

@@ -1,9 +1,12 @@
 """Cost measurements: seconds per training step, peak memory, and latency of the forward pass and of
 ``NeuralForecast.predict`` at several batch sizes (median and p95 after warm-up, under a time cap).
 
-Peak memory is the process RSS sampled every 5 ms by a thread (psutil) while a model trains, predicts and
-is timed -- a short spike between two samples can be missed -- or ``torch.cuda.max_memory_allocated`` on
-a GPU. Latency on a GPU synchronises the device before reading the clock.
+Peak memory on CPU is the *increase* of the process RSS over its value when the model started, sampled
+every 5 ms by a thread (psutil) while the model trains, predicts and is timed; before each model the memory
+freed by the previous one is handed back to the OS (``gc.collect`` and glibc ``malloc_trim``), so models run
+one after another in one process are measured alike. A spike shorter than 5 ms can be missed. The absolute
+RSS peak is kept beside it. On a GPU it is ``torch.cuda.max_memory_allocated``. Latency on a GPU synchronises
+the device before reading the clock.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class PeakMemory:
 
     def __init__(self, device: str = "cpu", interval_s: float = 0.005) -> None:
         self.device, self.interval_s = device, interval_s
-        self.kind = "cuda_max_allocated" if device == "cuda" else "rss"
-        self.mb = float("nan")
+        self.kind = "cuda_max_allocated" if device == "cuda" else "rss_increase"
+        self.mb = float("nan")  # the figure compared between models
+        self.absolute_mb = float("nan")  # process RSS peak (CPU) / the same as mb (GPU)
         self.baseline_mb = float("nan")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,8 +63,12 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.baseline_mb = torch.cuda.memory_allocated() / 2**20
             return self
+        import gc
+
         import psutil
 
+        gc.collect()
+        _release_freed_memory()
         proc = psutil.Process()
         self._peak = proc.memory_info().rss
         self.baseline_mb = self._peak / 2**20
@@ -78,14 +86,29 @@ class PeakMemory:
             import torch
 
             torch.cuda.synchronize()
-            self.mb = torch.cuda.max_memory_allocated() / 2**20
+            self.mb = self.absolute_mb = torch.cuda.max_memory_allocated() / 2**20
             return
         import psutil
 
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.mb = max(self._peak, psutil.Process().memory_info().rss) / 2**20
+        self.absolute_mb = max(self._peak, psutil.Process().memory_info().rss) / 2**20
+        self.mb = self.absolute_mb - self.baseline_mb
+
+
+def _release_freed_memory() -> None:
+    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:
+        return
 
 
 @dataclass

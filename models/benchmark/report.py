@@ -18,7 +18,7 @@ DATASET_KEYS = ("dataset", "asset_class", "target", "protocol", "notes", "h", "i
                 "n_windows_protocol", "step_size", "train_rows")
 MODEL_KEYS = ("model", "kind", "mse", "mae", "mase", "n_windows", "naive_mase_same_windows", "params", "steps_done",
               "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps", "peak_memory_mb",
-              "memory_kind", "capped", "cap_note")
+              "peak_rss_mb", "memory_kind", "capped", "cap_note")
 RATIOS = {"params": "params", "train_seconds": "train_seconds", "seconds_per_step": "seconds_per_step",
           "forward_ms_b1": "fwd_b1", "forward_ms_b256": "fwd_b256", "peak_memory_mb": "peak_memory_mb"}
 
@@ -90,7 +90,10 @@ def to_markdown(results: pd.DataFrame, latency: pd.DataFrame, *, title: str = "B
              f"Profile `{first['profile']}`, seed {first['seed']}, device {first['device_name']}; same steps "
              f"({first['max_steps']}), windows per step ({first['batch_size']}) and test windows for every neural "
              "model. MASE < 1 beats the in-sample naive forecast; `naive (same windows)` is the last value scored "
-             "on exactly the windows of that row. `×NHITS` = cost divided by NHITS's cost on the same data set.", ""]
+             "on exactly the windows of that row. `×NHITS` = cost divided by NHITS's cost on the same data set. "
+             "`peak MB`: on CPU the rise of the process RSS while the model trained, predicted and was timed "
+             "(freed memory is returned to the OS before each model); on a GPU `torch.cuda.max_memory_allocated`.",
+             ""]
     for dataset, part in costs.groupby("dataset", sort=False):
         row0 = part.iloc[0]
         lines += [f"## {dataset}", "",
@@ -100,7 +103,7 @@ def to_markdown(results: pd.DataFrame, latency: pd.DataFrame, *, title: str = "B
                   + (f" {row0['notes']}." if row0.get("notes") else ""), ""]
         header = ["model", "MSE", "MAE", "MASE", "naive MASE (same windows)", "params", "steps", "train s",
                   "s/step", "train ×NHITS", "fwd b1 ms", "fwd b256 ms", "predict b1 ms", "windows/s",
-                  "peak MB", "note"]
+                  "peak MB (+RSS)", "note"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in part.to_dict("records"):
             neural = r["kind"] == "neural"
@@ -111,6 +114,11 @@ def to_markdown(results: pd.DataFrame, latency: pd.DataFrame, *, title: str = "B
                      _fmt(r.get("predict_b1"), 3), _fmt(r.get("throughput_wps"), 3), _fmt(r.get("peak_memory_mb"), 4),
                      str(r.get("cap_note") or "")]
             lines.append("| " + " | ".join(cells) + " |")
+        neural = part[part["kind"] == "neural"]
+        lines += ["", "Cost relative to NHITS (×; training seconds of a capped model are a lower bound):", "",
+                  "| model | params | train s | s/step | fwd b1 | fwd b256 | peak memory |", "|---|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join([r["model"], *(_fmt(r.get(f"x_{k}"), 3) for k in RATIOS)]) + " |"
+                  for r in neural.to_dict("records")]
         lines.append("")
     lat = latency.copy()
     lat["cell"] = [f"{_fmt(a, 3)} / {_fmt(b, 3)}" if s == "" else "capped" if s.startswith("capped") else "n/a"

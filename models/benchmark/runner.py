@@ -29,7 +29,7 @@ RESULT_COLUMNS = ["profile", "device", "device_name", "seed", "dataset", "asset_
                   "h", "input_size", "freq", "n_series", "n_windows_protocol", "step_size", "train_rows", "max_steps",
                   "batch_size", "model", "kind", "mse", "mae", "mase", "n_windows", "naive_mase_same_windows",
                   "params", "steps_done", "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps",
-                  "peak_memory_mb", "memory_kind", "capped", "cap_note"]
+                  "peak_memory_mb", "peak_rss_mb", "memory_kind", "capped", "cap_note"]
 
 
 def device_of(accelerator: str) -> str:
@@ -138,7 +138,7 @@ def _run_model(name: str, data: BenchData, split: Split, fit_df: pd.DataFrame, k
         "n_windows": int(score["n_windows"]),
         "naive_mase_same_windows": float(score_predictions(same, scale).iloc[0]["mase"]),
         "capped": bool(notes), "cap_note": "; ".join(notes),
-        "peak_memory_mb": peak.mb, "memory_kind": peak.kind,
+        "peak_memory_mb": peak.mb, "peak_rss_mb": peak.absolute_mb, "memory_kind": peak.kind,
         "throughput_wps": max((t.windows_per_s for t in forward), default=None),
     }, timings
 
