@@ -23,8 +23,8 @@ def _write(out: Path, name: str, results, latency, budget, title: str) -> None:
     from models.benchmark.report import to_document, to_markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    doc = to_document(results, latency, name=name, created_at=pd.Timestamp.now(tz="UTC").isoformat(),
-                      budget=budget)
+    ran = pd.Timestamp(results["created_at"].max()) if "created_at" in results else pd.Timestamp.now(tz="UTC")
+    doc = to_document(results, latency, name=name, created_at=ran.isoformat(), budget=budget)
     markdown = to_markdown(results, latency, title=title)
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     (out / f"{name}.md").write_text(markdown + "\n")
@@ -56,7 +56,7 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
         _run_job("benchmark_job", asset_class, {"ops": {"benchmark_report": {"config": config}}})
         ids.append(wh.query("SELECT bench_id FROM benchmark_results WHERE asset_class = ? ORDER BY created_at DESC "
                             "LIMIT 1", [asset_class]).bench_id.iloc[0])
-    results = wh.query("SELECT * FROM benchmark_results WHERE list_contains(?, bench_id) ORDER BY created_at", [ids])
+    results = wh.query("SELECT * FROM benchmark_results WHERE list_contains(?, bench_id) ORDER BY dataset", [ids])
     latency = wh.query("SELECT * FROM benchmark_latency WHERE list_contains(?, bench_id)", [ids])
     return results, latency
 

@@ -35,9 +35,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def ordered(results: pd.DataFrame) -> pd.DataFrame:
+    """Data sets in their first-seen order, the neural models (in :data:`MODELS` order) before the baselines."""
+    from models.benchmark.specs import BASELINE_MODELS, MODELS
+
+    rank = {m: i for i, m in enumerate((*MODELS, *BASELINE_MODELS))}
+    first = {d: i for i, d in enumerate(dict.fromkeys(results["dataset"]))}
+    keys = results["dataset"].map(first) * 100 + results["model"].map(lambda m: rank.get(m, 99))
+    return results.iloc[keys.argsort(kind="stable")].reset_index(drop=True)
+
+
 def with_costs(results: pd.DataFrame, latency: pd.DataFrame) -> pd.DataFrame:
     """``results`` plus forward/predict p50 at batch 1 and 256 and each cost's ratio to NHITS's (same data set)."""
-    out = results.copy()
+    out = ordered(results)
     for path, batch in (("forward", 1), ("forward", 256), ("predict", 1)):
         sel = latency[(latency["path"] == path) & (latency["batch"] == batch)]
         col = f"{'fwd' if path == 'forward' else 'predict'}_b{batch}"
