@@ -105,11 +105,14 @@ def _print_benchmark() -> None:
                CASE WHEN kind = 'neural' THEN round(train_seconds / nt, 2) END AS train_x_nhits,
                CASE WHEN capped THEN 'capped' ELSE '' END AS note
         FROM r JOIN n USING (dataset) ORDER BY dataset, kind DESC, model""")
+    from models.benchmark.specs import BASELINE_MODELS, MODELS
+
+    order = [m for m in (*MODELS, *BASELINE_MODELS) if m in set(table.model)]
     wide = table.pivot_table(index="dataset", columns="model", values="mase", sort=False)
-    click.echo(wide.round(3).to_markdown())
+    click.echo(wide[order].round(3).to_markdown())
     ratios = table[table.train_x_nhits.notna()].pivot_table(index="dataset", columns="model", values="train_x_nhits")
     click.echo("\nTraining seconds relative to NHITS (same steps; capped models stopped early)\n")
-    click.echo(ratios.round(2).to_markdown())
+    click.echo(ratios[[m for m in MODELS if m in ratios.columns]].round(2).to_markdown())
 
 
 @click.group()
