@@ -15,6 +15,7 @@ from resources.registry import model_name
     kinds={"duckdb", "mlflow"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
+    automation_condition=dg.AutomationCondition.eager(),  # refresh whenever the champion changes
     description=(
         "Forecasts of the current champion (alias `champion`, NHITS or the baseline fallback, labelled as such) for "
         "every series of the training frame: DuckDB `forecasts` (symbol, ds, step, yhat, lo, hi, model version, "

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.benchmark_report import benchmark_report
 from assets.champion_model import champion_model, check_nhits_model_beats_champion_and_baselines
+from assets.drift_metrics import drift_metrics
 from assets.forecasts import forecasts
 from assets.macro_events import macro_events
 from assets.market_bars import (check_market_bars_coverage, check_market_bars_no_large_gaps,
@@ -13,20 +14,24 @@ from assets.nhits_model import nhits_model
 from assets.quarantine import quarantine
 from assets.reconcile import build_reconcile_check
 from assets.training_frames import training_frames
-from pipelines.jobs import benchmark_job, events_job, forecast_job, ingest_job, train_job
+from pipelines.jobs import benchmark_job, events_job, forecast_job, ingest_job, retrain_job, train_job
+from pipelines.schedules import retrain_schedules, weekly_benchmark_schedule
+from pipelines.sensors import automation_condition_sensor, drift_sensor, incoming_files_sensor
 from resources import ModelRegistry, Settings, Warehouse
 
 settings = Settings()
 
 defs = dg.Definitions(
     assets=[market_bars, news_events, macro_events, quarantine, training_frames, nhits_model, champion_model,
-            forecasts, benchmark_report],
+            forecasts, benchmark_report, drift_metrics],
     asset_checks=[
         check_market_bars_ohlc_consistent, check_market_bars_no_large_gaps, check_market_bars_coverage,
         check_news_events_sentiment_range, check_nhits_model_beats_champion_and_baselines,
         *(build_reconcile_check(a) for a in (market_bars, news_events, macro_events)),
     ],
-    jobs=[ingest_job, events_job, train_job, forecast_job, benchmark_job],
+    jobs=[ingest_job, events_job, train_job, forecast_job, retrain_job, benchmark_job],
+    schedules=[*retrain_schedules, weekly_benchmark_schedule],
+    sensors=[incoming_files_sensor, drift_sensor, automation_condition_sensor],
     resources={"settings": settings, "warehouse": Warehouse(settings=settings),
                "registry": ModelRegistry(settings=settings)},
 )

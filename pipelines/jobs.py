@@ -52,3 +52,12 @@ benchmark_job = dg.define_asset_job(
                 "class (accuracy, cost, latency, memory).",
     tags={"tradecast/purpose": "benchmark"},
 )
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model, forecasts),
+    partitions_def=model_partitions,
+    description="Retrain one (asset class, target): fresh training frame, NHITS, the promotion gate, then forecasts "
+                "from whichever model is champion. Started by the schedules and by drift_sensor.",
+    tags={"tradecast/purpose": "retrain"},
+)

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS benchmark_results (
     throughput_wps DOUBLE, peak_memory_mb DOUBLE, memory_kind VARCHAR, capped BOOLEAN, cap_note VARCHAR,
     mlflow_run_id VARCHAR, PRIMARY KEY (bench_id, dataset, model));
 ALTER TABLE benchmark_results ADD COLUMN IF NOT EXISTS peak_rss_mb DOUBLE;
+CREATE TABLE IF NOT EXISTS drift_metrics (
+    computed_at TIMESTAMPTZ NOT NULL, asset_class VARCHAR NOT NULL, symbol VARCHAR NOT NULL, feature VARCHAR NOT NULL,
+    psi DOUBLE, ks DOUBLE, perf_ratio DOUBLE, n_ref BIGINT, n_cur BIGINT, ref_end TIMESTAMP, drifted BOOLEAN,
+    reason VARCHAR, watermark TIMESTAMPTZ NOT NULL, class_drifted BOOLEAN NOT NULL, verdict VARCHAR, run_id VARCHAR);
 CREATE TABLE IF NOT EXISTS benchmark_latency (
     bench_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL, path VARCHAR NOT NULL,
     batch INTEGER NOT NULL, p50_ms DOUBLE, p95_ms DOUBLE, repeats INTEGER, windows_per_s DOUBLE, skipped VARCHAR,
@@ -97,6 +101,8 @@ COLUMNS = {
                           "mse", "mae", "mase", "n_windows", "naive_mase_same_windows", "params", "steps_done",
                           "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps", "peak_memory_mb",
                           "memory_kind", "capped", "cap_note", "mlflow_run_id", "peak_rss_mb"],
+    "drift_metrics": ["computed_at", "asset_class", "symbol", "feature", "psi", "ks", "perf_ratio", "n_ref", "n_cur",
+                      "ref_end", "drifted", "reason", "watermark", "class_drifted", "verdict", "run_id"],
     "benchmark_latency": ["bench_id", "dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats",
                           "windows_per_s", "skipped"],
 }
