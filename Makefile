@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 
-.PHONY: setup run train-full test bench ui clean
+.PHONY: setup chromium run train-full test bench ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ run: setup  ## the whole pipeline on the bundled data, then a summary
 train-full: setup  ## the pipeline with the full training profile (1500 steps, early stopping)
 	$(BIN)/tradecast run --profile full
 
-test: setup  ## the test suite (fails when no test ran)
+chromium:  ## Debian's chromium for tests/test_ui_browser.py (Playwright's own browser download is not used)
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || command -v sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: setup chromium  ## the test suite (fails when no test ran)
 	$(BIN)/python -m pytest
 
 bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/full-<cpu|cuda>.{json,md}

@@ -150,15 +150,33 @@ class Warehouse(dg.ConfigurableResource):
     def path(self):
         return self.settings.warehouse_path
 
+    lock_wait_s: float = 15.0  # another process (a sensor's read, a run's write) may hold the file briefly
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:
         if read_only and not self.path.exists():
-            connect(self.path).close()  # create the schema once so readers never fail on a fresh home
-        con = connect(self.path, read_only=read_only)
+            self._open(False).close()  # create the schema once so readers never fail on a fresh home
+        con = self._open(read_only)
         try:
             yield con
         finally:
             con.close()
+
+    def _open(self, read_only: bool):
+        """Connect, waiting (with backoff, up to `lock_wait_s`) while another process holds the file lock."""
+        import time
+
+        import duckdb
+
+        deadline, delay = time.monotonic() + self.lock_wait_s, 0.05
+        while True:
+            try:
+                return connect(self.path, read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:
