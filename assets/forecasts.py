@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.champion_model import champion_model
+from assets.training_frames import training_frames
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from resources import ModelRegistry, Warehouse
 from resources.registry import model_name
@@ -10,12 +11,15 @@ from resources.registry import model_name
 
 @dg.asset(
     partitions_def=model_partitions,
-    deps=[champion_model],
+    deps=[champion_model, training_frames],  # the champion forecasts from the latest training frame
     group_name="deployment",
     kinds={"duckdb", "mlflow"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    automation_condition=dg.AutomationCondition.eager(),  # refresh whenever the champion changes
+    # refresh when the champion changes or the frame does (a retrain whose challenger the gate refused skips
+    # this asset in its run; the automation sensor then forecasts with the unchanged champion on the new data)
+    automation_condition=(dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
+                          & ~dg.AutomationCondition.any_deps_in_progress()),
     description=(
         "Forecasts of the current champion (alias `champion`, NHITS or the baseline fallback, labelled as such) for "
         "every series of the training frame: DuckDB `forecasts` (symbol, ds, step, yhat, lo, hi, model version, "

@@ -87,4 +87,4 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     "automation_condition_sensor", target=dg.AssetSelection.all(), minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Declarative automation, on by default: `quarantine` and `drift_metrics` follow new bars, "
-                "`forecasts` follow a new champion.")
+                "`forecasts` follow a new champion or training frame.")
