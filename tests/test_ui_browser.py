@@ -30,6 +30,8 @@ READY_TIMEOUT_S = 120   # webserver up and the code location loaded
 RUN_TIMEOUT_S = 150     # queued (pool duckdb_writer, limit 1) + the fx partition (~15-20 s) + its 4 checks
 UI_TIMEOUT_MS = 60_000  # any one UI step; the first page load is slow on 2 cores
 ASSET = "market_bars"
+AUTOMATION = ("crypto_retrain_schedule", "equities_retrain_schedule", "fx_retrain_schedule",
+              "weekly_benchmark_schedule", "incoming_files_sensor", "drift_sensor", "automation_condition_sensor")
 PARTITION = "fx"
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
@@ -264,6 +266,14 @@ def _materialize_fx_through_the_ui(server: dict, page, shots: Path) -> None:
         match = re.search(r"Row count\s*([\d,]+)", shown)
         assert match, f"no number beside 'Row count' on the asset page: {shown!r}"
         assert int(match.group(1).replace(",", "")) == row_count > 0, (shown, row_count)
+
+        # the schedules and sensors are listed, and on (they start RUNNING by default)
+        page.goto(f"{base}/automation")
+        for name in AUTOMATION:  # each row links to /locations/<location>/(schedules|sensors)/<name>
+            expect(page.locator(f'a[href$="/{name}"]')).to_be_visible(timeout=UI_TIMEOUT_MS)
+        # the row-selection boxes are unchecked; the checked boxes are the on/off toggles: all seven on
+        expect(page.get_by_role("checkbox", checked=True)).to_have_count(len(AUTOMATION), timeout=UI_TIMEOUT_MS)
+        page.screenshot(path=shots / "5-automation.png", full_page=True)
     except BaseException:
         print(_tail(server["log"]))  # shown with the failure
         with suppress(Exception):
