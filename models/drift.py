@@ -99,7 +99,7 @@ def performance_drift(forecasts: pd.DataFrame, actuals: pd.DataFrame, test_mae: 
 
 def class_verdict(table: pd.DataFrame, th: Thresholds) -> tuple[bool, str]:
     """Whether the asset class drifted, and a sentence saying why (or why not)."""
-    tested = table[table["reason"].str.startswith("not tested").eq(False)]
+    tested = table[~table["reason"].str.startswith("not tested")]
     perf = tested[tested["feature"].str.startswith("performance")]
     inputs = tested[~tested["feature"].str.startswith("performance")]
     share = float(inputs["drifted"].mean()) if len(inputs) else 0.0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from models.benchmark.specs import LATENCY_COLUMNS, RESULT_COLUMNS
 from resources.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,16 +96,10 @@ COLUMNS = {
                          "best_baseline_mase", "run_id"],
     "forecasts": ["asset_class", "target", "symbol", "ds", "step", "yhat", "lo", "hi", "model_name",
                   "model_version", "model_kind", "created_at"],
-    "benchmark_results": ["bench_id", "created_at", "profile", "device", "device_name", "seed", "dataset",
-                          "asset_class", "target", "protocol", "notes", "h", "input_size", "freq", "n_series",
-                          "n_windows_protocol", "step_size", "train_rows", "max_steps", "batch_size", "model", "kind",
-                          "mse", "mae", "mase", "n_windows", "naive_mase_same_windows", "params", "steps_done",
-                          "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps", "peak_memory_mb",
-                          "memory_kind", "capped", "cap_note", "mlflow_run_id", "peak_rss_mb"],
+    "benchmark_results": ["bench_id", "created_at", *RESULT_COLUMNS, "mlflow_run_id"],
     "drift_metrics": ["computed_at", "asset_class", "symbol", "feature", "psi", "ks", "perf_ratio", "n_ref", "n_cur",
                       "ref_end", "drifted", "reason", "watermark", "class_drifted", "verdict", "run_id"],
-    "benchmark_latency": ["bench_id", "dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats",
-                          "windows_per_s", "skipped"],
+    "benchmark_latency": ["bench_id", *LATENCY_COLUMNS],
 }
 
 

@@ -113,7 +113,7 @@ def split_protocol(frame: pd.DataFrame, spec: BenchSpec, budget: Budget,
     step = spec.step_size
     n_windows = (n_test - spec.h) // step + 1
     full = spec.replace(n_windows=n_windows, val_size=n_val)
-    return BenchData(frame, fit_windows(full, budget.replace(max_test_windows=budget.max_test_windows), len(grid)))
+    return BenchData(frame, fit_windows(full, budget, len(grid)))
 
 
 def paper_protocol(daily_fx: pd.DataFrame, budget: Budget) -> BenchData:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -122,7 +122,6 @@ class Timing:
     repeats: int = 0
     windows_per_s: float | None = None
     skipped: str = ""  # why no figure (the time cap), empty when measured
-    samples_ms: list[float] = field(default_factory=list, repr=False)
 
 
 def time_calls(call: Callable[[], Any], *, path: str, batch: int, repeats: int, warmup: int, deadline: float,
@@ -148,7 +147,7 @@ def time_calls(call: Callable[[], Any], *, path: str, batch: int, repeats: int, 
     arr = np.asarray(samples)
     p50 = float(np.median(arr))
     return Timing(path, batch, p50_ms=p50, p95_ms=float(np.percentile(arr, 95)), repeats=len(samples),
-                  windows_per_s=windows / (p50 / 1e3) if p50 > 0 else None, samples_ms=samples)
+                  windows_per_s=windows / (p50 / 1e3) if p50 > 0 else None)
 
 
 def forward_batch(model: Any, windows: np.ndarray, *, multivariate: bool, device: str) -> dict:
@@ -164,14 +163,12 @@ def forward_batch(model: Any, windows: np.ndarray, *, multivariate: bool, device
 def predict_frame(history: pd.DataFrame, batch: int, input_size: int) -> pd.DataFrame:
     """``batch`` series of ``input_size`` real observations each (re-labelled windows of ``history``), the
     input of one ``NeuralForecast.predict`` call forecasting ``batch`` windows."""
+    series = [part[["ds", "y"]] for _, part in history.groupby("unique_id", sort=False)]
     parts = []
-    ids = history["unique_id"].unique()
     for i in range(batch):
-        series = history[history["unique_id"] == ids[i % len(ids)]]
-        end = len(series) - (i // len(ids))
-        part = series.iloc[max(0, end - input_size):end][["ds", "y"]].copy()
-        part["ds"] = part["ds"].to_numpy()  # keep the calendar; ids keep windows apart
-        parts.append(part.assign(unique_id=f"w{i:04d}"))
+        one = series[i % len(series)]
+        end = len(one) - (i // len(series))  # the k-th pass over the series ends k steps earlier
+        parts.append(one.iloc[max(0, end - input_size):end].assign(unique_id=f"w{i:04d}"))
     return pd.concat(parts, ignore_index=True)[["unique_id", "ds", "y"]]
 
 
@@ -182,5 +179,9 @@ def sample_windows(frame: pd.DataFrame, batch: int, input_size: int, *, multivar
     values = wide.to_numpy(dtype=np.float32)
     starts = rng.integers(0, max(1, len(values) - input_size), size=batch)
     stacked = np.stack([values[s:s + input_size] for s in starts])  # (B, L, N)
-    return stacked if multivariate else stacked[:, :, 0] if stacked.shape[2] == 1 else \
-        stacked[np.arange(batch), :, rng.integers(0, stacked.shape[2], size=batch)]
+    if multivariate:
+        return stacked
+    if stacked.shape[2] == 1:
+        return stacked[:, :, 0]
+    column = rng.integers(0, stacked.shape[2], size=batch)  # one series per window
+    return stacked[np.arange(batch), :, column]

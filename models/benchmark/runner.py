@@ -19,17 +19,11 @@ import pandas as pd
 from models.benchmark.datasets import BenchData
 from models.benchmark.measure import (PeakMemory, Timing, forward_batch, predict_frame, sample_windows,
                                       step_timer, time_calls)
-from models.benchmark.specs import BASELINE_MODELS, Budget
+from models.benchmark.specs import LATENCY_COLUMNS, RESULT_COLUMNS, Budget
 from models.benchmark.zoo import ALIASES, MULTIVARIATE, build_model, count_parameters
 from models.evaluation import Split, baseline_window_predictions, nhits_window_predictions, time_split
 from models.metrics import naive_scale, score_predictions
 
-LATENCY_COLUMNS = ["dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats", "windows_per_s", "skipped"]
-RESULT_COLUMNS = ["profile", "device", "device_name", "seed", "dataset", "asset_class", "target", "protocol", "notes",
-                  "h", "input_size", "freq", "n_series", "n_windows_protocol", "step_size", "train_rows", "max_steps",
-                  "batch_size", "model", "kind", "mse", "mae", "mase", "n_windows", "naive_mase_same_windows",
-                  "params", "steps_done", "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps",
-                  "peak_memory_mb", "peak_rss_mb", "memory_kind", "capped", "cap_note"]
 
 
 def device_of(accelerator: str) -> str:
@@ -88,12 +82,12 @@ def run_benchmark(data: BenchData, budget: Budget, models: tuple[str, ...], *, a
         latency += [{"dataset": spec.name, "model": name, **{k: getattr(t, k) for k in LATENCY_COLUMNS[2:]}}
                     for t in timings]
         log(f"{spec.name}: {name} mase={row['mase']:.4f} train={row['train_seconds']:.1f}s {row['cap_note']}")
-    for table in [score_predictions(baselines, scale)]:
-        for rec in table.to_dict("records"):
-            rows.append({**context, "model": rec["model"], "kind": "baseline", "mse": rec["mse"], "mae": rec["mae"],
-                         "mase": rec["mase"], "n_windows": rec["n_windows"], "naive_mase_same_windows":
-                         float(table.loc[table.model == "naive", "mase"].iloc[0]), "capped": False, "cap_note": "",
-                         "params": 0, "steps_done": 0, "train_seconds": 0.0})
+    table = score_predictions(baselines, scale)
+    naive_mase = float(table.loc[table.model == "naive", "mase"].iloc[0])
+    for rec in table.to_dict("records"):
+        rows.append({**context, "model": rec["model"], "kind": "baseline", "mse": rec["mse"], "mae": rec["mae"],
+                     "mase": rec["mase"], "n_windows": rec["n_windows"], "naive_mase_same_windows": naive_mase,
+                     "capped": False, "cap_note": "", "params": 0, "steps_done": 0, "train_seconds": 0.0})
     return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS), pd.DataFrame(latency, columns=LATENCY_COLUMNS)
 
 
@@ -177,40 +171,50 @@ def measure_latency(nf: Any, name: str, full: pd.DataFrame, input_size: int, bud
     multivariate = name in MULTIVARIATE
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     rng = np.random.default_rng(budget.seed)
-    out: list[Timing] = []
     model.eval()
     model.to(device)
-    deadline = time.perf_counter() + budget.latency_cap_s / 2
-    last: Timing | None = None
-    for batch in budget.batches:
+
+    def forward_call(batch: int) -> Callable[[], Any]:
         wb = forward_batch(model, sample_windows(full, batch, input_size, multivariate=multivariate, rng=rng),
                            multivariate=multivariate, device=device)
 
-        def call(wb: dict = wb) -> Any:
+        def call() -> Any:
             with torch.inference_mode():
                 return model(wb)
+        return call
 
-        t = time_calls(call, path="forward", batch=batch, repeats=budget.latency_repeats,
-                       warmup=budget.latency_warmup, deadline=deadline, sync=sync, estimate_s=_estimate(last, batch),
-                       windows=batch * (n_series if multivariate else 1))
-        last = t if t.p50_ms else last
-        out.append(t)
-    deadline = time.perf_counter() + budget.latency_cap_s / 2
-    last = None
-    for batch in budget.batches:
-        if multivariate and batch != budget.batches[0]:
-            out.append(Timing("predict", batch, skipped=f"multivariate: one predict call forecasts all {n_series} "
-                                                         f"series (measured at batch 1)"))
-            continue
+    def predict_call(batch: int) -> Callable[[], Any]:
         df = full.groupby("unique_id").tail(input_size) if multivariate else predict_frame(full, batch, input_size)
 
-        def call(df: pd.DataFrame = df) -> Any:
+        def call() -> Any:
             with lightning_quiet():
                 return nf.predict(df=df)
+        return call
 
-        t = time_calls(call, path="predict", batch=batch, repeats=budget.predict_repeats, warmup=1,
-                       deadline=deadline, sync=sync, estimate_s=_estimate(last, batch),
-                       windows=n_series if multivariate else batch)
+    def multivariate_predict(batch: int) -> str:
+        return (f"multivariate: one predict call forecasts all {n_series} series (measured at batch 1)"
+                if multivariate and batch != budget.batches[0] else "")
+
+    half = budget.latency_cap_s / 2
+    return [*_sweep("forward", forward_call, budget.batches, half, budget.latency_repeats, budget.latency_warmup, sync,
+                    windows=lambda b: b * (n_series if multivariate else 1)),
+            *_sweep("predict", predict_call, budget.batches, half, budget.predict_repeats, 1, sync,
+                    windows=lambda b: n_series if multivariate else b, not_measured=multivariate_predict)]
+
+
+def _sweep(path: str, make_call: Callable[[int], Callable[[], Any]], batches: tuple[int, ...], cap_s: float,
+           repeats: int, warmup: int, sync: Callable[[], None], *, windows: Callable[[int], int],
+           not_measured: Callable[[int], str] = lambda _b: "") -> list[Timing]:
+    """Time ``make_call(batch)`` for each batch size within ``cap_s``; larger batches are estimated from the last
+    measured one and skipped (reported as capped) when they would not fit."""
+    deadline, last, out = time.perf_counter() + cap_s, None, []
+    for batch in batches:
+        why = not_measured(batch)
+        if why:
+            out.append(Timing(path, batch, skipped=why))
+            continue
+        t = time_calls(make_call(batch), path=path, batch=batch, repeats=repeats, warmup=warmup, deadline=deadline,
+                       sync=sync, estimate_s=_estimate(last, batch), windows=windows(batch))
         last = t if t.p50_ms else last
         out.append(t)
     return out

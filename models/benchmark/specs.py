@@ -15,6 +15,13 @@ MODELS: tuple[str, ...] = ("nhits", "patchtst", "itransformer", "timesnet", "tid
 BASELINE_MODELS: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
 LATENCY_BATCHES: tuple[int, ...] = (1, 16, 64, 256)
 Profile = Literal["quick", "full"]
+# the frames run_benchmark returns (and, with bench_id/created_at/mlflow_run_id, the DuckDB tables)
+LATENCY_COLUMNS = ["dataset", "model", "path", "batch", "p50_ms", "p95_ms", "repeats", "windows_per_s", "skipped"]
+RESULT_COLUMNS = ["profile", "device", "device_name", "seed", "dataset", "asset_class", "target", "protocol", "notes",
+                  "h", "input_size", "freq", "n_series", "n_windows_protocol", "step_size", "train_rows", "max_steps",
+                  "batch_size", "model", "kind", "mse", "mae", "mase", "n_windows", "naive_mase_same_windows",
+                  "params", "steps_done", "train_seconds", "seconds_per_step", "eval_seconds", "throughput_wps",
+                  "peak_memory_mb", "peak_rss_mb", "memory_kind", "capped", "cap_note"]
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
     """An unfitted neuralforecast model ``name`` for ``spec`` trained under ``budget``."""
     from neuralforecast import models as nfm
 
-    from models.nhits import build_nhits, lightning_quiet, make_loss, trainer_settings
+    from models.nhits import lightning_quiet, make_loss, trainer_settings
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
@@ -55,7 +55,7 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
         common.update(windows_batch_size=budget.batch_size, batch_size=min(32, n_series))
     with lightning_quiet():
         if name == "nhits":
-            return _nhits(spec, budget, trainer, common, build_nhits)
+            return _nhits(spec, budget, trainer, common["batch_size"], accelerator)
         if name == "patchtst":
             return nfm.PatchTST(patch_len=16, stride=8, **common, **trainer)
         if name == "itransformer":
@@ -65,21 +65,18 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
         return nfm.TiDE(**common, **trainer)
 
 
-def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, common: dict, build_nhits: Any) -> Any:
+def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, series_batch_size: int, accelerator: str) -> Any:
     """NHITS through the project's own factory (the same one production training uses)."""
-    from neuralforecast.models import NHITS
-
     from models.configs import NHITSSpec
+    from models.nhits import build_nhits
 
     nspec = NHITSSpec(name=spec.name, h=spec.h, input_size=spec.input_size, freq=spec.freq,
                       season_length=spec.season_length, n_pool_kernel_size=spec.n_pool_kernel_size,
                       n_freq_downsample=spec.n_freq_downsample, batch_size=budget.batch_size,
-                      series_batch_size=common["batch_size"], learning_rate=budget.learning_rate,
+                      series_batch_size=series_batch_size, learning_rate=budget.learning_rate,
                       max_steps=budget.max_steps, val_check_steps=budget.max_steps, loss="mae",
                       scaler_type=spec.scaler_type, seed=budget.seed)
-    model = build_nhits(nspec, accelerator=trainer["accelerator"] if trainer["accelerator"] == "cpu" else "auto")
-    if not isinstance(model, NHITS):  # pragma: no cover - build_nhits contract
-        raise TypeError("build_nhits must return a neuralforecast NHITS")
+    model = build_nhits(nspec, accelerator=accelerator)
     model.trainer_kwargs.update(max_time=trainer["max_time"], callbacks=trainer["callbacks"])
     return model
 
