@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
+SERVE_PORT ?= 8000
 
-.PHONY: setup chromium run train-full test bench ui clean
+.PHONY: setup chromium run train-full test bench bench-events bench-serve serve ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,15 @@ test: setup chromium  ## the test suite (fails when no test ran)
 
 bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/full-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench --profile full
+
+bench-events: setup  ## plain vs event-aware NHITS (ablation none/news/fomc/all, 3 seeds) -> benchmarks/results/events-<cpu|cuda>.{json,md}
+	$(BIN)/tradecast bench-events
+
+bench-serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
+	$(BIN)/tradecast bench-serve
+
+serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SERVE_PORT) (run `make run` first)
+	$(BIN)/tradecast serve --asset-class crypto --target close --port $(SERVE_PORT)
 
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:$(PORT), same instance as the CLI runs
 	DAGSTER_HOME=$$($(BIN)/python -m pipelines.instance) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml

@@ -39,8 +39,9 @@ def check_nhits_model_beats_champion_and_baselines(context: dg.AssetCheckExecuti
     owners=OWNERS,
     pool=DUCKDB_POOL,
     description=(
-        "Moves MLflow alias `champion` of `nhits-<class>-<target>` to the challenger; runs only when the blocking "
-        "gate passed. Every decision is kept in DuckDB `model_promotions`. Until an NHITS version passes, the best "
+        "Moves MLflow alias `champion` of `nhits-<class>-<target>` to the challenger (the old champion keeps "
+        "alias `previous_champion`, the forecast service's backup); runs only when the blocking gate passed. Every "
+        "decision is kept in DuckDB `model_promotions`. Until an NHITS version passes, the best "
         "naive baseline is the registered champion (model_kind=baseline), the report's fallback forecaster."),
 )
 def champion_model(context: dg.AssetExecutionContext, warehouse: Warehouse,
@@ -53,6 +54,8 @@ def champion_model(context: dg.AssetExecutionContext, warehouse: Warehouse,
     if not decision.passed:  # the gate ran in another run; never promote on a stale pass
         raise dg.Failure(f"{name} v{decision.version} fails the gate: {decision.reason}")
     registry.set_alias(name, "champion", decision.version)
+    if decision.champion_version and decision.champion_version != decision.version:
+        registry.set_alias(name, "previous_champion", decision.champion_version)  # the service's backup model
     record_decision(warehouse, registry, name, asset_class, target, decision, "promoted", "nhits", context.run_id)
     return dg.MaterializeResult(metadata={
         "champion_version": decision.version, "model_kind": "nhits", "reason": decision.reason,

@@ -24,6 +24,11 @@ model_partitions = dg.MultiPartitionsDefinition(
     {"asset_class": asset_class_partitions, "target": dg.StaticPartitionsDefinition(TARGETS)})
 
 
+# materialize when any upstream asset updated, once nothing upstream or here is running (forecasts, onnx_model)
+FOLLOW_DEPS = (dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
+               & ~dg.AutomationCondition.any_deps_in_progress())
+
+
 def model_keys(context) -> tuple[str, str]:
     """(asset_class, target) of a run on `model_partitions`."""
     keys = context.partition_key.keys_by_dimension

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.champion_model import champion_model
 from assets.training_frames import training_frames
-from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
+from assets.common import DUCKDB_POOL, FOLLOW_DEPS, OWNERS, model_keys, model_partitions, png_markdown
 from resources import ModelRegistry, Warehouse
 from resources.registry import model_name
 
@@ -18,8 +18,7 @@ from resources.registry import model_name
     pool=DUCKDB_POOL,
     # refresh when the champion changes or the frame does (a retrain whose challenger the gate refused skips
     # this asset in its run; the automation sensor then forecasts with the unchanged champion on the new data)
-    automation_condition=(dg.AutomationCondition.any_deps_updated() & ~dg.AutomationCondition.in_progress()
-                          & ~dg.AutomationCondition.any_deps_in_progress()),
+    automation_condition=FOLLOW_DEPS,
     description=(
         "Forecasts of the current champion (alias `champion`, NHITS or the baseline fallback, labelled as such) for "
         "every series of the training frame: DuckDB `forecasts` (symbol, ds, step, yhat, lo, hi, model version, "
@@ -39,8 +38,20 @@ def forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, registry:
         raise dg.Failure(f"{name} has no champion yet: materialize nhits_model first")
     kind = champion.tags.get("model_kind", "nhits")
     label = f"v{champion.version} ({kind}" + (f": {champion.tags.get('baseline')})" if kind == "baseline" else ")")
-    frame = read_frame(warehouse, asset_class, target)
-    out = registry.load(name, champion.version).predict(frame)
+    model = registry.load(name, champion.version)
+    frame, model_input = read_frame(warehouse, asset_class, target), None
+    if kind == "nhits":
+        from models.forecasting import exog_of
+
+        nf = model.unwrap_python_model().nf
+        hist, futr = exog_of(nf)
+        if hist or futr:  # event-aware: its features, plus the next h bars' known-in-advance ones (FOMC days)
+            from models.events import future_rows
+
+            frame = read_frame(warehouse, asset_class, target, hist + futr)
+            macro = warehouse.query("SELECT ts, event_type, scheduled, policy_surprise FROM macro_events")
+            model_input = pd.concat([frame, future_rows(frame, nf.h, nf.freq, macro, futr)], ignore_index=True)
+    out = model.predict(frame if model_input is None else model_input)
     out = out.rename(columns={"unique_id": "symbol"}).assign(
         asset_class=asset_class, target=target, model_name=name, model_version=str(champion.version), model_kind=kind,
         created_at=pd.Timestamp.now(tz="UTC"))
@@ -51,6 +62,7 @@ def forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, registry:
                           title=f"{name} champion {label}: {target} forecast")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": dg.MetadataValue.int(len(out)), "symbols": dg.MetadataValue.int(out.symbol.nunique()),
-        "champion": label, "model_kind": kind, "has_intervals": bool(out.lo.notna().any()),
+        "champion": label, "model_kind": kind, "features": champion.tags.get("features", "none"),
+        "has_intervals": bool(out.lo.notna().any()),
         "forecast_plot": png_markdown(plot, f"{name} forecast"),
     })

@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
+from assets.event_features import event_features
 from assets.training_frames import training_frames
 from resources import ModelRegistry, Warehouse
 from resources.registry import model_name
@@ -29,6 +30,10 @@ class NHITSConfig(dg.Config):
     seed: int = 1
     n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows")
     log_every_n_steps: int = Field(50, ge=1, description="training loss to the run log every N steps")
+    use_events: bool = Field(False, description="event-aware NHITS: read `event_features` as exogenous columns")
+    event_groups: Literal["news", "fomc", "all"] = Field(
+        "all", description="with use_events: news (ticker + market-wide headlines, historical), fomc (policy "
+                           "surprise historical, scheduled meeting day future) or all")
 
     def spec(self, asset_class: str):
         from models.configs import spec_for
@@ -40,10 +45,15 @@ class NHITSConfig(dg.Config):
                 overrides[f] = tuple(getattr(self, f))
         if self.mlp_units is not None:
             overrides["mlp_units"] = tuple(tuple(u) for u in self.mlp_units)
+        if self.use_events:
+            from models.event_spec import exog_columns
+
+            overrides["hist_exog"], overrides["futr_exog"] = exog_columns(self.event_groups)
         return spec_for(asset_class, self.profile, loss=self.loss, seed=self.seed, **overrides)
 
 
-def read_frame(warehouse: Warehouse, asset_class: str, target: str):
+def read_frame(warehouse: Warehouse, asset_class: str, target: str, exog=()):
+    """The training frame, with the event feature columns `exog` of each (symbol, bar) joined when asked."""
     from models.frames import class_freq
 
     frame = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND target = ? "
@@ -51,12 +61,24 @@ def read_frame(warehouse: Warehouse, asset_class: str, target: str):
     if frame.empty:
         raise ValueError(f"training_frames[{asset_class}|{target}] is empty: materialize it first")
     frame.attrs["freq"] = class_freq(asset_class)
+    if exog:
+        from models.event_spec import FEATURE_COLUMNS
+        from models.events import attach
+
+        unknown = set(exog) - set(FEATURE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown event feature(s) {sorted(unknown)}; known: {FEATURE_COLUMNS}")
+        feats = warehouse.query(f"SELECT symbol, ds, {', '.join(exog)} FROM event_features WHERE asset_class = ?",
+                                [asset_class])
+        if feats.empty:
+            raise ValueError(f"event_features[{asset_class}] is empty: materialize event_features first")
+        frame = attach(frame, feats, exog)
     return frame
 
 
 @dg.asset(
     partitions_def=model_partitions,
-    deps=[training_frames],
+    deps=[training_frames, event_features],  # event_features only read with use_events
     group_name="training",
     kinds={"pytorch", "mlflow"},
     owners=OWNERS,
@@ -65,7 +87,9 @@ def read_frame(warehouse: Warehouse, asset_class: str, target: str):
         "NHITS (neuralforecast) trained per (asset class, target) with the report's configs: hft (h=12, input 288, "
         "pooling/downsampling [8,4,1]) for crypto, daily (h=30, input 365, [4,2,1]) for equities and fx. Evaluated "
         "on rolling-origin test windows after the training period beside naive, seasonal naive and window mean; "
-        "logged to MLflow and registered as a new version of `nhits-<class>-<target>` with alias `challenger`."),
+        "logged to MLflow and registered as a new version of `nhits-<class>-<target>` with alias `challenger`. "
+        "With `use_events` the model reads `event_features` (news: historical exogenous; scheduled FOMC day: "
+        "future exogenous) and is tagged features=events; it goes through the same gate."),
 )
 def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
                 registry: ModelRegistry) -> dg.MaterializeResult:
@@ -76,8 +100,12 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
     spec = config.spec(asset_class)
-    frame = read_frame(warehouse, asset_class, target)
-    context.log.info(f"training {name}: {frame.unique_id.nunique()} series, {spec.max_steps} steps, loss {spec.loss}")
+    frame = read_frame(warehouse, asset_class, target, spec.exog)
+    features = f"events:{config.event_groups}" if config.use_events else "none"
+    feature_tags = {"features": "events", "event_groups": config.event_groups} if config.use_events else {
+        "features": "none"}
+    context.log.info(f"training {name}: {frame.unique_id.nunique()} series, {spec.max_steps} steps, loss {spec.loss}, "
+                     f"exogenous features: {features}")
     result = train_and_evaluate(frame, spec, accelerator=config.accelerator, log_every_n_steps=config.log_every_n_steps,
                                 log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"))
     table = result.evaluation
@@ -94,12 +122,13 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
                 "n_series": frame.unique_id.nunique(), "train_end": result.train_end},
         metrics={f"{row.model}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mse", "mae", "mase")}
         | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
-        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id})
+        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags})
+    registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
     registry.set_alias(name, "challenger", version)
     record_evaluation(warehouse, name, version, asset_class, target, result, context.run_id)
     ensure_champion(registry, warehouse, name, asset_class, target, spec, result, context.run_id)
     return dg.MaterializeResult(metadata={
-        "model_name": name, "version": version, "target": target,
+        "model_name": name, "version": version, "target": target, "features": features,
         "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
         "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 2)),
         "evaluation": dg.MetadataValue.md(table.round(6).to_markdown(index=False)),

@@ -77,9 +77,12 @@ def champion_mase_on(registry, warehouse, name, champion, evaluation, asset_clas
     from models.evaluation import loaded_window_predictions, time_split
     from models.metrics import naive_scale, score_predictions
 
-    frame = read_frame(warehouse, asset_class, target)
-    split = time_split(frame, h=spec.h, n_windows=spec.n_windows, step_size=spec.step)
+    from models.forecasting import exog_of
+
     nf = registry.load(name, champion.version).unwrap_python_model().nf
+    hist, futr = exog_of(nf)  # an event-aware champion reads its event features on the same bars
+    frame = read_frame(warehouse, asset_class, target, hist + futr)
+    split = time_split(frame, h=spec.h, n_windows=spec.n_windows, step_size=spec.step)
     preds = loaded_window_predictions(nf, split)
     return float(score_predictions(preds, naive_scale(split.train, seasonality=1)).mase.iloc[0])
 

@@ -62,6 +62,8 @@ class NHITSSpec:
     seed: int = 1
     n_windows: int = 4  # rolling-origin test windows
     step_size: int | None = None  # between test cutoffs; None -> h
+    hist_exog: tuple[str, ...] = ()  # historical exogenous columns of the frame (event features), input only
+    futr_exog: tuple[str, ...] = ()  # future exogenous columns (known in advance), input and horizon
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -84,6 +86,11 @@ class NHITSSpec:
     def replace(self, **changes: Any) -> "NHITSSpec":
         """Copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def exog(self) -> tuple[str, ...]:
+        """All exogenous columns the model reads (historical, then future)."""
+        return self.hist_exog + self.futr_exog
 
     def to_params(self) -> dict[str, Any]:
         """Flat ``{field: scalar-or-str}`` dict, convenient for logging params."""
@@ -133,6 +140,12 @@ def _validate(spec: NHITSSpec) -> None:
         _fail("mlp_units", "must hold non-empty tuples of positive layer widths", spec.mlp_units)
     if spec.loss not in LOSSES:
         _fail("loss", f"must be one of {list(LOSSES)}", spec.loss)
+    for name in ("hist_exog", "futr_exog"):
+        value = getattr(spec, name)
+        if not isinstance(value, tuple) or any(not isinstance(c, str) or not c for c in value):
+            _fail(name, "must be a tuple of column names", value)
+    if set(spec.hist_exog) & set(spec.futr_exog) or {"unique_id", "ds", "y"} & set(spec.hist_exog + spec.futr_exog):
+        _fail("futr_exog", "must not repeat a historical column or unique_id/ds/y", spec.futr_exog)
     if spec.scaler_type not in SCALERS:
         _fail("scaler_type", f"must be one of {list(SCALERS)}", spec.scaler_type)
 

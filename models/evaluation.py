@@ -124,6 +124,12 @@ def tidy_nf_output(raw: pd.DataFrame, alias: str = "NHITS") -> pd.DataFrame:
     return out
 
 
+def exog_of(nf: Any) -> tuple[list[str], list[str]]:
+    """``(historical, future)`` exogenous columns of a fitted or loaded NeuralForecast's first model."""
+    model = nf.models[0]
+    return list(getattr(model, "hist_exog_list", None) or []), list(getattr(model, "futr_exog_list", None) or [])
+
+
 def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str = "NHITS",
                              model: str = "nhits") -> pd.DataFrame:
     """Predictions of the fitted ``nf`` (any neuralforecast model: ``alias`` is its output column, ``model``
@@ -131,8 +137,8 @@ def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str 
     from models.nhits import lightning_quiet
 
     with lightning_quiet():
-        cv = nf.cross_validation(df=split.full, n_windows=spec.n_windows, step_size=spec.step,
-                                 use_fitted=True, refit=False)
+        cv = nf.cross_validation(df=model_columns(split.full, sum(exog_of(nf), [])), n_windows=spec.n_windows,
+                                 step_size=spec.step, use_fitted=True, refit=False)
     got = sorted(pd.Timestamp(c) for c in cv["cutoff"].unique())
     if got != list(split.cutoffs):
         raise RuntimeError(f"neuralforecast cutoffs {got} differ from the split's {list(split.cutoffs)}")
@@ -145,14 +151,22 @@ def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str 
 def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS") -> pd.DataFrame:
     """Predictions of a saved-and-loaded ``nf`` (no training dataset attached) on the test windows of
     ``split``: one ``predict`` per cutoff on the history up to it, so a champion can be scored on a
-    challenger's windows."""
+    challenger's windows. Steps are matched to the next ``h`` bars positionally, as in cross-validation (a
+    holiday inside the horizon is simply absent); a model with exogenous columns reads them from ``split.full``
+    (future ones from those next bars, whose values are known in advance)."""
     from models.forecasting import forecast
 
+    hist, futr = exog_of(nf)
     parts = []
     for cutoff in split.cutoffs:
-        history = split.full[split.full["ds"] <= cutoff]
-        fc = forecast(nf, history, alias=alias).assign(cutoff=cutoff)
-        parts.append(fc.merge(split.full[["unique_id", "ds", "y"]], on=["unique_id", "ds"], how="inner"))
+        history = model_columns(split.full[split.full["ds"] <= cutoff], hist + futr)
+        after = split.full[split.full["ds"] > cutoff].groupby("unique_id", sort=False).head(nf.h)
+        after = after.assign(step=after.groupby("unique_id").cumcount() + 1)
+        model_input = history
+        if futr:
+            model_input = pd.concat([history, after[["unique_id", "ds", *futr]].assign(y=np.nan)], ignore_index=True)
+        fc = forecast(nf, model_input, alias=alias).drop(columns="ds").assign(cutoff=cutoff)
+        parts.append(fc.merge(after[["unique_id", "step", "ds", "y"]], on=["unique_id", "step"], how="inner"))
     out = pd.concat(parts, ignore_index=True)
     out.insert(0, "model", "nhits")
     return out[PRED_COLUMNS]
@@ -189,8 +203,25 @@ def fit_nhits(train: pd.DataFrame, spec: NHITSSpec, freq: str, *, accelerator: s
     model = build_nhits(spec, accelerator=accelerator, log_fn=log_fn, log_every_n_steps=log_every_n_steps)
     nf = NeuralForecast(models=[model], freq=freq)
     with lightning_quiet():
-        nf.fit(df=train[["unique_id", "ds", "y"]], val_size=spec.val_size)
+        nf.fit(df=model_columns(train, spec.exog), val_size=spec.val_size)
     return nf
+
+
+def model_columns(frame: pd.DataFrame, exog=()) -> pd.DataFrame:
+    """``unique_id, ds, y`` and the exogenous columns a model reads; a missing or empty exogenous value is an
+    error naming the column and the first row (the features are computed, never imputed, here)."""
+    exog = list(exog)
+    missing = [c for c in exog if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the model reads exogenous column(s) {missing}, which the frame lacks "
+                         f"(it has {list(frame.columns)}); join event features first")
+    out = frame[["unique_id", "ds", "y", *exog]]
+    for col in exog:
+        bad = out[col].isna().to_numpy()
+        if bad.any():
+            row = out[bad].iloc[0]
+            raise ValueError(f"exogenous column {col!r} is empty for {row.unique_id} at {row.ds}")
+    return out
 
 
 def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str = "auto",

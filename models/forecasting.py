@@ -17,24 +17,47 @@ from typing import Any
 
 import pandas as pd
 
-from models.evaluation import tidy_nf_output
+from models.evaluation import exog_of, model_columns, tidy_nf_output  # noqa: F401  (exog_of: the callers of forecast use it)
 
 FORECAST_COLUMNS = ["unique_id", "ds", "step", "yhat", "lo", "hi"]
 
 
 def forecast(nf: Any, frame: pd.DataFrame, *, alias: str = "NHITS") -> pd.DataFrame:
-    """The ``h`` steps after each series' last row in ``frame`` (``unique_id, ds, y``).
+    """The ``h`` steps after each series' last observed row in ``frame`` (``unique_id, ds, y``).
+
+    A model with exogenous columns (event-aware NHITS) needs them in ``frame``; one with *future* exogenous
+    columns also needs ``h`` rows per series after its history with ``y`` empty that carry those columns
+    (:func:`models.events.future_rows`). Those rows are matched to the horizon positionally (step k = the k-th
+    row), like neuralforecast's windows: their ``ds`` may skip a holiday the ``freq`` calendar does not know.
 
     Returns ``unique_id, ds, step (1..h), yhat, lo, hi``; ``lo``/``hi`` bound the
     80% interval and are NaN when the model's loss gives no interval.
     """
     from models.nhits import lightning_quiet
 
+    hist, futr = exog_of(nf)
+    known = model_columns(frame[frame["y"].notna()], hist + futr)
+    futr_df = _future_exog(nf, known, frame[frame["y"].isna()], futr) if futr else None
     with lightning_quiet():
-        raw = nf.predict(df=frame[["unique_id", "ds", "y"]])
+        raw = nf.predict(df=known, futr_df=futr_df)
     out = tidy_nf_output(raw, alias).sort_values(["unique_id", "ds"], ignore_index=True)
     out["step"] = out.groupby("unique_id").cumcount() + 1
     return out[FORECAST_COLUMNS]
+
+
+def _future_exog(nf: Any, known: pd.DataFrame, future: pd.DataFrame, futr: list[str]) -> pd.DataFrame:
+    """neuralforecast's future frame (its ``freq`` calendar) with the future columns of ``future``, by step."""
+    expected = nf.make_future_dataframe(df=known[["unique_id", "ds", "y"]])
+    expected["step"] = expected.groupby("unique_id").cumcount()
+    future = future.sort_values(["unique_id", "ds"], kind="stable")
+    future = future.assign(step=future.groupby("unique_id").cumcount())
+    out = expected.merge(future[["unique_id", "step", *futr]], on=["unique_id", "step"], how="left")
+    short = out[out[futr].isna().any(axis=1)]
+    if len(short):
+        raise ValueError(f"the model reads future exogenous column(s) {futr}: give {nf.h} rows per series after its "
+                         f"history, y empty, with those columns (models.events.future_rows); "
+                         f"{short.unique_id.iloc[0]} has fewer")
+    return out.drop(columns="step")
 
 
 def save_model(nf: Any, path: str | os.PathLike[str], *, overwrite: bool = True) -> str:

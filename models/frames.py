@@ -112,7 +112,7 @@ def bar_volatility(bars: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(degenerate, abs_ret, gk), index=bars.index, name="volatility")
 
 
-def _select_bars(bars: pd.DataFrame, asset_class: str, freq: str | None) -> tuple[pd.DataFrame, str]:
+def select_bars(bars: pd.DataFrame, asset_class: str, freq: str | None = None) -> tuple[pd.DataFrame, str]:
     """Bars of one class at the training frequency, plus that frequency's neuralforecast alias."""
     part = bars[bars["asset_class"] == asset_class]
     if asset_class != "crypto" and freq == "1h":  # e.g. the hourly EURUSD series of the benchmark
@@ -156,7 +156,7 @@ def to_training_frame(
         raise ValueError(f"target must be one of {list(TARGETS)} (got {target!r})")
     if min_length is None:
         min_length = spec_for(asset_class, "quick").min_length
-    selected, nf_freq = _select_bars(bars, asset_class, freq)
+    selected, nf_freq = select_bars(bars, asset_class, freq)
     df = selected[["symbol", "ts", "open", "high", "low", "close"]].copy()
     ts = pd.to_datetime(df["ts"], utc=True)
     df["ts"] = ts.dt.tz_convert("UTC").dt.tz_localize(None)

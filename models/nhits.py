@@ -178,6 +178,8 @@ def build_nhits(
             batch_size=spec.series_batch_size,
             scaler_type=spec.scaler_type,
             random_seed=spec.seed,
+            hist_exog_list=list(spec.hist_exog) or None,
+            futr_exog_list=list(spec.futr_exog) or None,
             alias=alias,
             **trainer_kwargs,
         )

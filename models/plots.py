@@ -78,3 +78,19 @@ def plot_evaluation(evaluation: pd.DataFrame, *, metric: str = "mase", title: st
         if np.isfinite(v):
             ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=8)
     return _png(fig)
+
+
+def plot_live_error(rows: pd.DataFrame) -> bytes:
+    """PNG: running mean of the live scaled error (|error| / scale) per arm and model version, over time."""
+    fig = _figure(figsize=(8, 3.5))
+    ax = fig.add_subplot(1, 1, 1)
+    rows = rows.sort_values("ts")
+    scaled = rows.abs_error / rows.scale.where(rows.scale > 0)
+    for (arm, version), part in rows.assign(scaled=scaled).groupby(["arm", "model_version"], sort=True):
+        running = part.scaled.expanding().mean()
+        ax.plot(pd.to_datetime(part.ts), running.to_numpy(), label=f"{arm} v{version}")
+    ax.set_ylabel("running live MASE")
+    ax.set_title("Live error by arm (lower is better)")
+    ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)

@@ -135,15 +135,19 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
         checks += _run_job("ingest_job", asset_class, _ingest_config(max_rows, ["market_bars"]))
     click.echo("events_job ...")
     checks += _run_job("events_job", run_config=_ingest_config(max_rows, ["news_events", "macro_events"]))
+    for asset_class in asset_classes or ASSET_CLASSES:
+        click.echo(f"event_features_job [{asset_class}] ...")
+        checks += _run_job("event_features_job", asset_class)
     import dagster as dg
 
     train_config = {"ops": {"nhits_model": {"config": {"profile": profile, **({"max_steps": steps} if steps else {})}}}}
     for asset_class in asset_classes or ASSET_CLASSES:
         for target in TARGETS:
             key = dg.MultiPartitionKey({"asset_class": asset_class, "target": target})
-            click.echo(f"train_job + forecast_job [{asset_class}|{target}] ...")
+            click.echo(f"train_job + forecast_job + export_job [{asset_class}|{target}] ...")
             checks += _run_job("train_job", key, train_config)
             checks += _run_job("forecast_job", key)
+            checks += _run_job("export_job", key)
     click.echo("\nRows per source\n")
     _print_loads()
     click.echo("\nAsset checks\n")
@@ -155,6 +159,35 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
     _print_models()
     click.echo("\nBenchmark, quick profile (full tables: the benchmark_report asset, or `make bench`)\n")
     _print_benchmark()
+    if "crypto" in (asset_classes or ASSET_CLASSES):
+        _print_serving()
+
+
+def _print_serving() -> None:
+    """Replay the last crypto bars through the forecast service (in process, champion vs challenger 50/50),
+    then summarize the live error with `live_ab_report`."""
+    from serving.replay import ServiceSink, replay, warehouse_ticks
+    from serving.service import ForecastService, ServiceConfig
+
+    click.echo("\nForecast service: replay of the last 200 crypto 5-min bars per symbol (ONNX Runtime, in process, "
+               "A/B 50/50)\n")
+    for target in TARGETS:
+        service = ForecastService(ServiceConfig(asset_class="crypto", target=target, challenger_share=0.5,
+                                                warm=False))
+        stats = replay(ServiceSink(service), warehouse_ticks("crypto", last=service.input_size + 200),
+                       warmup_ticks=service.input_size)
+        service.stop()
+        arms = ", ".join(f"{a}={g.primary.label}" for a, g in service.arms().items())
+        click.echo(f"crypto|{target}: {stats.ticks} ticks, tick -> forecast p50 {stats.p50_ms:.2f} ms, p99 "
+                   f"{stats.p99_ms:.2f} ms; {arms}")
+    _run_job("live_report_job")
+    from resources import Settings, Warehouse
+    from serving.live import ab_summary
+
+    table = ab_summary(Warehouse(settings=Settings()).query("SELECT * FROM live_metrics"))
+    click.echo("\nLive error per arm (live_ab_report)\n")
+    click.echo(table[["model_name", "arm", "model_version", "model_kind", "steps", "mae", "mase",
+                      "mase_vs_champion"]].round(4).to_markdown(index=False))
 
 
 @main.command()
@@ -192,9 +225,12 @@ def ingest(file: str, asset_class: str | None, freq: str | None, table: str, map
     _print_loads([spec.name])
 
 
-from pipelines.bench_cli import bench  # noqa: E402  (a module of its own; registered on the group here)
+from pipelines.bench_cli import bench  # noqa: E402  (modules of their own; registered on the group here)
+from pipelines.events_cli import bench_events  # noqa: E402
+from pipelines.serve_cli import bench_serve, replay, serve  # noqa: E402
 
-main.add_command(bench)
+for _command in (bench, bench_events, serve, replay, bench_serve):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     sys.exit(main())

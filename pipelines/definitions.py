@@ -5,16 +5,20 @@ import dagster as dg
 from assets.benchmark_report import benchmark_report
 from assets.champion_model import champion_model, check_nhits_model_beats_champion_and_baselines
 from assets.drift_metrics import drift_metrics
+from assets.event_features import event_features
 from assets.forecasts import forecasts
+from assets.live_ab_report import live_ab_report, live_metrics
 from assets.macro_events import macro_events
 from assets.market_bars import (check_market_bars_coverage, check_market_bars_no_large_gaps,
                                 check_market_bars_ohlc_consistent, market_bars)
 from assets.news_events import check_news_events_sentiment_range, news_events
 from assets.nhits_model import nhits_model
+from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
 from assets.reconcile import build_reconcile_check
 from assets.training_frames import training_frames
-from pipelines.jobs import benchmark_job, events_job, forecast_job, ingest_job, retrain_job, train_job
+from pipelines.jobs import (benchmark_job, event_features_job, events_job, export_job, forecast_job, ingest_job,
+                            live_report_job, retrain_job, train_job)
 from pipelines.schedules import retrain_schedules, weekly_benchmark_schedule
 from pipelines.sensors import automation_condition_sensor, drift_sensor, incoming_files_sensor
 from resources import ModelRegistry, Settings, Warehouse
@@ -23,13 +27,14 @@ settings = Settings()
 
 defs = dg.Definitions(
     assets=[market_bars, news_events, macro_events, quarantine, training_frames, nhits_model, champion_model,
-            forecasts, benchmark_report, drift_metrics],
+            forecasts, benchmark_report, drift_metrics, event_features, onnx_model, live_metrics, live_ab_report],
     asset_checks=[
         check_market_bars_ohlc_consistent, check_market_bars_no_large_gaps, check_market_bars_coverage,
         check_news_events_sentiment_range, check_nhits_model_beats_champion_and_baselines,
         *(build_reconcile_check(a) for a in (market_bars, news_events, macro_events)),
     ],
-    jobs=[ingest_job, events_job, train_job, forecast_job, retrain_job, benchmark_job],
+    jobs=[ingest_job, events_job, event_features_job, train_job, forecast_job, export_job, retrain_job, benchmark_job,
+          live_report_job],
     schedules=[*retrain_schedules, weekly_benchmark_schedule],
     sensors=[incoming_files_sensor, drift_sensor, automation_condition_sensor],
     resources={"settings": settings, "warehouse": Warehouse(settings=settings),

@@ -5,11 +5,14 @@ import dagster as dg
 from assets.benchmark_report import benchmark_report
 from assets.champion_model import champion_model
 from assets.common import asset_class_partitions, model_partitions
+from assets.event_features import event_features
 from assets.forecasts import forecasts
 from assets.macro_events import macro_events
 from assets.market_bars import market_bars
 from assets.news_events import news_events
+from assets.live_ab_report import live_ab_report
 from assets.nhits_model import nhits_model
+from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
 from assets.training_frames import training_frames
 
@@ -26,6 +29,15 @@ events_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(news_events, macro_events, quarantine),
     description="Load news and macro events, then refresh the quarantine summary.",
     tags={"tradecast/purpose": "ingest"},
+)
+
+event_features_job = dg.define_asset_job(
+    "event_features_job",
+    selection=dg.AssetSelection.assets(event_features),
+    partitions_def=asset_class_partitions,
+    description="Turn news and FOMC events into per-(symbol, bar) features of one asset class (after ingest_job "
+                "and events_job; read by nhits_model with use_events).",
+    tags={"tradecast/purpose": "features"},
 )
 
 train_job = dg.define_asset_job(
@@ -53,11 +65,26 @@ benchmark_job = dg.define_asset_job(
     tags={"tradecast/purpose": "benchmark"},
 )
 
+export_job = dg.define_asset_job(
+    "export_job",
+    selection=dg.AssetSelection.assets(onnx_model),
+    partitions_def=model_partitions,
+    description="Export the champion and challenger to ONNX (verified against torch) for the forecast service.",
+    tags={"tradecast/purpose": "deploy"},
+)
+
+live_report_job = dg.define_asset_job(
+    "live_report_job",
+    selection=dg.AssetSelection.assets(live_ab_report),
+    description="Summarize the forecast service's live error per arm and model version (A/B).",
+    tags={"tradecast/purpose": "evaluate"},
+)
+
 retrain_job = dg.define_asset_job(
     "retrain_job",
-    selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model, forecasts),
+    selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model, forecasts, onnx_model),
     partitions_def=model_partitions,
     description="Retrain one (asset class, target): fresh training frame, NHITS, the promotion gate, then forecasts "
-                "from whichever model is champion. Started by the schedules and by drift_sensor.",
+                "and the ONNX export of whichever model is champion. Started by the schedules and by drift_sensor.",
     tags={"tradecast/purpose": "retrain"},
 )

@@ -8,7 +8,10 @@ import mlflow.pyfunc
 
 
 class NHITSModel(mlflow.pyfunc.PythonModel):
-    """A saved NeuralForecast directory (artifact `nf_dir`)."""
+    """A saved NeuralForecast directory (artifact `nf_dir`). `predict(history)`: the history frame
+    (unique_id, ds, y); an event-aware version (tag features=events) also needs its event feature columns and,
+    for future exogenous ones (fomc_day), h rows per series after the history with y empty
+    (`models.events.future_rows`): see `models.forecasting.forecast`."""
 
     def load_context(self, context):
         from models.forecasting import load_model

@@ -9,13 +9,10 @@ from typing import Any
 
 import dagster as dg
 
+from models.store import mlflow_uri, model_name  # noqa: F401  (model_name: one naming rule for all rooms)
 from resources.settings import Settings
 
 PIP_REQUIREMENTS = ["neuralforecast", "torch", "pandas", "numpy"]
-
-
-def model_name(asset_class: str, target: str) -> str:
-    return f"nhits-{asset_class}-{target}"
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -26,7 +23,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.settings.root / 'mlflow.db'}"
+        return mlflow_uri(str(self.settings.root))
 
     def client(self):
         import logging
@@ -105,6 +102,14 @@ class ModelRegistry(dg.ConfigurableResource):
         client.set_model_version_tag(name, version, "model_kind", kind)
         client.set_model_version_tag(name, version, "run_id", run.info.run_id)
         return version
+
+    def log_onnx(self, name: str, version: str, folder: Path, tags: dict[str, str]) -> None:
+        """Attach an ONNX export (``folder`` = model.onnx, maybe model.int8.onnx, export.json) to the version's
+        run under ``onnx/`` and tag the version (tag ``onnx`` marks it servable)."""
+        client = self.client()
+        run_id = client.get_model_version(name, version).run_id
+        client.log_artifacts(run_id, str(folder), artifact_path="onnx")
+        self.tag(name, version, {**tags, "onnx": "onnx/model.onnx"})
 
     def alias(self, name: str, alias: str):
         """The model version holding `alias`, or None."""

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def tradecast_home(home: str | None = None) -> Path:
-    """$TRADECAST_HOME, else `<project>/var`; created on first use."""
-    path = Path(home or os.environ.get("TRADECAST_HOME") or PROJECT_ROOT / "var").expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+from models.store import PROJECT_ROOT, tradecast_home  # noqa: F401  (plain: the serving process uses them too)
 
 
 class Settings(dg.ConfigurableResource):

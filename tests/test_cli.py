@@ -94,8 +94,8 @@ def test_run_prints_rows_per_source_model_metrics_and_promotion_decisions(home):
 
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # the instance the UI reads
         jobs = sorted(r.job_name for r in instance.get_runs())
-    assert jobs == ["benchmark_job", "events_job", "forecast_job", "forecast_job", "ingest_job", "train_job",
-                    "train_job"]
+    assert jobs == ["benchmark_job", "event_features_job", "events_job", "export_job", "export_job", "forecast_job",
+                    "forecast_job", "ingest_job", "train_job", "train_job"]
     # the quick benchmark: every model's MASE per data set, and training time relative to NHITS
     assert "Training seconds relative to NHITS" in out.stdout
     for dataset in ("eurusd-hourly-close", "eurusd-hourly-volatility", "exchange-paper-h96"):

@@ -1,0 +1,93 @@
+"""`onnx_model`: the champion's (and challenger's) ONNX export for the forecast service, verified against torch."""
+
+import dagster as dg
+from pydantic import Field
+
+from assets.champion_model import champion_model
+from assets.common import DUCKDB_POOL, FOLLOW_DEPS, OWNERS, model_keys, model_partitions
+from assets.nhits_model import nhits_model
+from resources import ModelRegistry, Warehouse
+from resources.registry import model_name
+
+
+class OnnxConfig(dg.Config):
+    """Export settings."""
+
+    tolerance: float = Field(1e-5, gt=0, description="max |onnx - torch| / max |torch| on held-out windows")
+    int8_tolerance: float = Field(0.01, gt=0, description="offer INT8 only if its MAE changes by at most this share")
+    max_windows: int = Field(256, ge=1, description="windows after the training period, and again over the whole "
+                                                     "frame, used for the checks")
+    reexport: bool = Field(False, description="export again even when the version already has an ONNX file")
+
+
+@dg.asset(
+    partitions_def=model_partitions,
+    deps=[nhits_model, champion_model],
+    group_name="deployment",
+    kinds={"onnx", "mlflow"},
+    owners=OWNERS,
+    pool=DUCKDB_POOL,
+    automation_condition=FOLLOW_DEPS,
+    description=(
+        "The versions holding aliases `champion` and `challenger` of `nhits-<class>-<target>` (and "
+        "`previous_champion`, the service's backup) as ONNX graphs with a dynamic batch, the model's window "
+        "scaler inside. NHITS is re-expressed with shape ops (neuralforecast's own module freezes the batch size "
+        "when traced) with its first two Linear layers and the knot interpolation folded; a baseline champion "
+        "exports too. Each export must reproduce torch on held-out windows at batch 1, 16 and 256 "
+        "(max relative difference <= tolerance) or the run fails; dynamic INT8 is kept only when it changes the "
+        "MAE by at most 1%. Stored as artifacts `onnx/` of the version's MLflow run, tag `onnx` on the version."),
+)
+def onnx_model(context: dg.AssetExecutionContext, config: OnnxConfig, warehouse: Warehouse,
+               registry: ModelRegistry) -> dg.MaterializeResult:
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from assets.nhits_model import read_frame
+    from models.forecasting import exog_of
+    from serving.export import check_windows, export_model
+
+    asset_class, target = model_keys(context)
+    name = model_name(asset_class, target)
+    frame = read_frame(warehouse, asset_class, target)
+    rows, seen = [], set()
+    for alias in ("champion", "challenger", "previous_champion"):
+        version = registry.alias(name, alias)
+        if version is None or version.version in seen:
+            continue
+        seen.add(version.version)
+        if "onnx" in version.tags and not config.reexport:
+            rows.append({"alias": alias, "version": version.version, "exported": "already",
+                         "max_rel_diff": float(version.tags.get("onnx_max_rel_diff", "nan")),
+                         "int8": version.tags.get("onnx_int8", "")})
+            continue
+        model = registry.load(name, version.version).unwrap_python_model()
+        evaluated = warehouse.query("SELECT max(train_end) AS t FROM model_evaluations WHERE model_name = ? AND "
+                                    "version = ?", [name, str(version.version)]).t.iloc[0]
+        size = model.nf.models[0] if hasattr(model, "nf") else model.forecaster
+        hist, futr = exog_of(model.nf) if hasattr(model, "nf") else ((), ())
+        held = read_frame(warehouse, asset_class, target, tuple(hist) + tuple(futr)) if hist or futr else frame
+        windows, actuals, exog = check_windows(held, int(size.input_size), int(size.h), tuple(hist), tuple(futr),
+                                               max_windows=config.max_windows,
+                                               train_end=None if pd.isna(evaluated) else evaluated)
+        with tempfile.TemporaryDirectory() as tmp:
+            report = export_model(model, Path(tmp), windows, actuals, tol=config.tolerance,
+                                  int8_tolerance=config.int8_tolerance, **exog)
+            registry.log_onnx(name, version.version, Path(tmp), {
+                "onnx_max_rel_diff": f"{report.max_rel_diff:.3g}",
+                "onnx_int8": "offered" if report.int8_offered else (report.int8_note or "not applicable")})
+        context.log.info(f"{name} v{version.version} ({alias}): ONNX max rel diff {report.max_rel_diff:.2g}; "
+                         f"{report.int8_note or 'baseline: fp32 only'}")
+        rows.append({"alias": alias, "version": version.version, "exported": "now", "kind": report.kind,
+                     "max_rel_diff": report.max_rel_diff, "int8": report.int8_note or "n/a",
+                     "held_out_windows": report.n_windows})
+    if not rows:
+        raise dg.Failure(f"{name} has no champion or challenger yet: materialize nhits_model first")
+    table = pd.DataFrame(rows)
+    return dg.MaterializeResult(metadata={
+        "exports": dg.MetadataValue.md(table.to_markdown(index=False)),
+        "champion_version": next((r["version"] for r in rows if r["alias"] == "champion"), ""),
+        "max_rel_diff": dg.MetadataValue.float(float(table.max_rel_diff.max())),
+        "serve": f"tradecast serve --asset-class {asset_class} --target {target}",
+    })

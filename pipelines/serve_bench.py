@@ -1,0 +1,189 @@
+"""`tradecast bench-serve` / `make bench-serve`: the serving benchmark, end to end on the crypto hft model.
+
+1. The pipeline state it needs, through Dagster (so it is the real thing): crypto bars, a trained NHITS version
+   of `nhits-crypto-close` (quick profile) and its ONNX export.
+2. Every inference path side by side at B = 1/16/64/256 (:mod:`serving.bench`), and the INT8 accuracy change.
+3. Over HTTP: `tradecast serve --cold` in a subprocess; replay bars into it (tick -> forecast), then 50 clients
+   on GET /forecast (paced 20 req/s each, and back-to-back) and on POST /predict; in process: the replay again.
+4. The issue's targets, each with measured value and the factor by which it was missed.
+Writes `benchmarks/results/<name>.json` and `.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+ASSET_CLASS, TARGET = "crypto", "close"
+
+
+def _ensure_model(echo: Callable[[str], None]) -> None:
+    import dagster as dg
+
+    from pipelines.cli import _run_job
+    from resources import ModelRegistry, Settings, Warehouse
+    from resources.registry import model_name
+
+    settings = Settings()
+    wh, registry = Warehouse(settings=settings), ModelRegistry(settings=settings)
+    key = dg.MultiPartitionKey({"asset_class": ASSET_CLASS, "target": TARGET})
+    if wh.query("SELECT count(*) AS n FROM bars WHERE asset_class = ?", [ASSET_CLASS]).n.iloc[0] == 0:
+        echo("ingest_job [crypto] (no bars yet) ...")
+        _run_job("ingest_job", ASSET_CLASS)
+    name = model_name(ASSET_CLASS, TARGET)
+    versions = registry.client().search_model_versions(f"name = '{name}'")
+    if not any(v.tags.get("model_kind") == "nhits" for v in versions):
+        echo("train_job [crypto|close] (no NHITS version yet) ...")
+        _run_job("train_job", key)
+    echo("export_job [crypto|close] ...")
+    _run_job("export_job", key)
+
+
+def _nhits_version(registry: Any, name: str) -> Any:
+    versions = registry.client().search_model_versions(f"name = '{name}'")
+    return max((v for v in versions if v.tags.get("model_kind") == "nhits"), key=lambda v: int(v.version))
+
+
+def _http(duration: float, clients: int, share: float, input_size: int, echo: Callable[[str], None]) -> dict:
+    from serving.bench import event_latency
+    from serving.loadtest import free_port, load, start_service, stop_service
+    from serving.replay import HttpSink, replay, warehouse_ticks
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_service(["--asset-class", ASSET_CLASS, "--target", TARGET, "--cold", "--challenger-share",
+                          str(share)], port=port)
+    try:
+        echo("replay over HTTP (POST /bars?forecast=true per tick) ...")
+        ticks = warehouse_ticks(ASSET_CLASS, last=input_size + 300)
+        replayed = replay(HttpSink(url), ticks, warmup_ticks=input_size).to_dict()
+        import httpx
+
+        symbols = sorted({b.symbol for b in next(iter(warehouse_ticks(ASSET_CLASS, last=1)))})
+        window = [float(v) for v in range(1, input_size + 1)]
+
+        def get_forecast(rng):
+            return "GET", f"/forecast/{symbols[int(rng.integers(len(symbols)))]}", None
+
+        def post_predict(rng):
+            return "POST", "/predict", {"windows": [window], "arm": "challenger" if share else "champion"}
+
+        client = httpx.Client(base_url=url, timeout=10)
+        last = max(b.ts for b in next(iter(warehouse_ticks(ASSET_CLASS, last=1))))
+
+        def post_event(ts, headline, symbol, sentiment):
+            from datetime import datetime, timezone
+
+            body = {"ts": datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(), "headline": headline,
+                    **({"symbol": symbol} if symbol else {}), **({"sentiment": sentiment} if sentiment is not None
+                                                              else {})}
+            response = client.post("/events", json=body)
+            response.raise_for_status()
+
+        echo("POST /events: headline -> updated forecasts over HTTP ...")
+        events = event_latency(post_event, last + 60, n=200)
+        echo(f"GET /forecast: {clients} clients x 20 req/s for {duration:.0f} s ...")
+        paced = load(port, get_forecast, clients=clients, duration=duration, interval=0.05)
+        echo(f"GET /forecast: {clients} clients back-to-back for {duration:.0f} s ...")
+        saturated = load(port, get_forecast, clients=clients, duration=duration)
+        echo(f"POST /predict (B=1, the model on every call): {clients} clients x 20 req/s ...")
+        predict = load(port, post_predict, clients=clients, duration=duration / 2, interval=0.05)
+        served_by = httpx.get(url + "/forecast/BTCUSDT").json()["model"]
+    finally:
+        stop_service(proc)
+    return {"served_by": served_by, "replay_http": replayed, "events_http": events, "get_forecast_paced": paced,
+            "get_forecast_saturated": saturated, "post_predict_paced": predict}
+
+
+def run_serving_benchmark(*, duration: float, clients: int, name: str | None, out: str,
+                          echo: Callable[[str], None] = print) -> dict:
+    import torch
+
+    from assets.nhits_model import read_frame
+    from models.store import model_name
+    from resources import ModelRegistry, Settings, Warehouse
+    from serving.bench import accuracy, check_targets, event_latency, latency_table, paths
+    from serving.export import check_windows
+    from serving.replay import ServiceSink, replay, warehouse_ticks
+    from serving.service import ForecastService, ServiceConfig
+
+    _ensure_model(echo)
+    settings = Settings()
+    registry, wh = ModelRegistry(settings=settings), Warehouse(settings=settings)
+    mname = model_name(ASSET_CLASS, TARGET)
+    version = _nhits_version(registry, mname)
+    nf = registry.load(mname, version.version).unwrap_python_model().nf
+    model = nf.models[0]
+    frame = read_frame(wh, ASSET_CLASS, TARGET)
+    windows, actuals, _ = check_windows(frame, model.input_size, model.h)
+    echo(f"{mname} v{version.version}: h={model.h}, input {model.input_size}; torch threads "
+         f"{torch.get_num_threads()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = paths(nf, Path(tmp), frame)
+        acc = accuracy(runs, windows, actuals)
+        rows = latency_table(runs, windows, echo=echo)
+    champion = registry.alias(mname, "champion")
+    share = 0.0 if champion.version == version.version else 1.0  # the NHITS version answers over HTTP either way
+    if share:
+        registry.set_alias(mname, "challenger", version.version)
+    http = _http(duration, clients, share, model.input_size, echo)
+    service = ForecastService(ServiceConfig(asset_class=ASSET_CLASS, target=TARGET, challenger_share=share,
+                                            warm=False))
+    in_process = replay(ServiceSink(service), warehouse_ticks(ASSET_CLASS, last=model.input_size + 300),
+                        warmup_ticks=model.input_size).to_dict()
+    last = max(b.last_ts for b in service.buffers.buffers.values())
+    events = event_latency(service.post_event, last + 60)
+    service.stop()
+    targets = check_targets(rows, acc, {"p99_ms": http["get_forecast_paced"]["p99_ms"]})
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    doc = {"schema": "tradecast.serving-benchmark/1", "created_at": datetime.now(timezone.utc).isoformat(),
+           "model": {"name": mname, "version": version.version, "h": model.h, "input_size": model.input_size,
+                     "config": "hft", "champion_version": champion.version},
+           "machine": {"device": device, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                       "torch_threads": torch.get_num_threads()},
+           "latency": rows, "accuracy": acc, "http": http, "replay_in_process": in_process,
+           "events_in_process": events, "targets": targets}
+    name = name or f"serve-{device}"
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    markdown = to_markdown(doc)
+    (folder / f"{name}.md").write_text(markdown)
+    echo(markdown)
+    echo(f"wrote {folder / name}.json and .md")
+    return doc
+
+
+def to_markdown(doc: dict) -> str:
+    import pandas as pd
+
+    lat = pd.DataFrame(doc["latency"])
+    p50 = lat.pivot(index="path", columns="batch", values="p50_ms")
+    p99 = lat.pivot(index="path", columns="batch", values="p99_ms")
+    ref = p50.loc["neuralforecast_predict"]
+    table = pd.DataFrame({f"B={b}": [f"{p50.loc[p, b]:.3f} / {p99.loc[p, b]:.3f}" if p50.loc[p, b] == p50.loc[p, b]
+                                     else "n/a" for p in p50.index] for b in p50.columns}, index=p50.index)
+    speed = (ref.loc[1] / p50[1]).round(1).rename("x faster than predict at B=1")
+    http = pd.DataFrame({k: doc["http"][k] for k in ("get_forecast_paced", "get_forecast_saturated",
+                                                     "post_predict_paced")}).T
+    http = http[["clients", "interval_s", "requests", "errors", "throughput_rps", "p50_ms", "p99_ms", "max_ms"]]
+    replays = pd.DataFrame({"in process": doc["replay_in_process"], "HTTP": doc["http"]["replay_http"]}).T
+    events = {**{f"in process, {k}": v for k, v in doc["events_in_process"].items()},
+              **{f"HTTP, {k}": v for k, v in doc["http"]["events_http"].items()}}
+    m = doc["model"]
+    return "\n".join([
+        f"# Serving benchmark ({doc['machine']['device']}, {doc['machine']['cpu_count']} cores)", "",
+        f"{m['name']} v{m['version']} ({m['config']}: h={m['h']}, input {m['input_size']}); {doc['created_at']}", "",
+        "## Latency per path, p50 / p99 ms", "", table.join(speed).to_markdown(), "",
+        "## Accuracy of the fast paths (held-out windows)", "",
+        pd.DataFrame({k: v for k, v in doc["accuracy"].items() if isinstance(v, dict)}).T.to_markdown(), "",
+        f"## HTTP (served by {doc['http']['served_by']})", "", http.to_markdown(), "",
+        "## Replay: tick -> forecast", "", replays[["ticks", "bars", "forecasts", "p50_ms", "p99_ms",
+                                                    "max_ms"]].to_markdown(), "",
+        "## Headline -> updated forecast (POST /events)", "", pd.DataFrame(events).T.to_markdown(), "",
+        "## Targets", "", pd.DataFrame(doc["targets"]).to_markdown(index=False), ""])

@@ -1,0 +1,216 @@
+"""The HTTP API (FastAPI): ``POST /bars``, ``POST /events``, ``GET /forecast/{symbol}``, ``POST /predict``,
+``GET /health``, ``GET /metrics``. Input is validated by pydantic; every bad request gets a 4xx naming what is wrong (a
+stale bar 409, an unknown symbol 404, too little history 409, a body over the limit 413), never a 500."""
+
+import contextlib
+import math
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from serving.buffers import Bar, NotReady, StaleBar, UnknownSymbol
+from serving.metrics import ServiceMetrics
+
+MAX_BODY_BYTES = 4 * 2**20
+MAX_BARS = 10_000
+MAX_WINDOWS = 1024
+MAX_ABS_VALUE = 1e15  # beyond float32's comfortable range once scaled; no market value comes near it
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class BarIn(BaseModel):
+    """One OHLCV bar; a timestamp without a zone is read as UTC."""
+
+    model_config = ConfigDict(extra="forbid")
+    symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/^-]+$")
+    ts: datetime
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "BarIn":
+        if self.high < max(self.open, self.close) or self.low > min(self.open, self.close):
+            raise ValueError(f"{self.symbol}: inconsistent bar: high {self.high} / low {self.low} must bound "
+                             f"open {self.open} and close {self.close}")
+        return self
+
+    def to_bar(self) -> Bar:
+        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=timezone.utc)
+        return Bar(self.symbol, ts.timestamp(), self.open, self.high, self.low, self.close, self.volume)
+
+
+class EventIn(BaseModel):
+    """A headline: its time (no zone = UTC), its symbol (none = market-wide), and its sentiment in [-1, 1]
+    (none: scored with VADER, as the news_events asset does)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ts: datetime
+    headline: str = Field(min_length=1, max_length=2000)
+    symbol: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/^-]+$")
+    sentiment: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+
+
+BarsBody = Union[BarIn, Annotated[list[BarIn], Field(min_length=1, max_length=MAX_BARS)]]
+
+
+class PredictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    windows: list[list[float]] = Field(min_length=1, max_length=MAX_WINDOWS)
+    arm: Literal["champion", "challenger"] = "champion"
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+class BodyTooLarge(BaseException):
+    """Raised from ``receive``: a BaseException so that FastAPI's body parsing (``except Exception`` -> 400)
+    lets it through to :class:`BodyLimit`, which answers 413."""
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413 (pure ASGI): at once from Content-Length, else (chunked
+    uploads) as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and int(length) > self.limit:
+            await _error(413, f"body of {int(length)} bytes is over the {self.limit} byte limit")(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await _error(413, f"body over the {self.limit} byte limit")(scope, receive, send)
+
+
+def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if start_background:
+            service.start()
+        yield
+        service.stop()
+
+    app = FastAPI(title="tradecast forecast service", version="1", lifespan=lifespan,
+                  description=f"Forecasts of {service.name} (h={service.h}, input {service.input_size}).")
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Any, exc: RequestValidationError) -> JSONResponse:
+        """pydantic's 422 without the echoed input (a NaN in it would not even encode as JSON)."""
+        detail = [{k: v for k, v in error.items() if k not in ("input", "ctx")} for error in exc.errors()]
+        metrics.requests.labels("/" + request.url.path.strip("/").split("/")[0], "422").inc()
+        return JSONResponse({"detail": detail}, status_code=422)
+    app.state.service, app.state.metrics = service, metrics
+
+    def done(route: str, started: float, response: JSONResponse) -> JSONResponse:
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        return response
+
+    def served(forecasts: list) -> list[dict]:
+        for fc in forecasts:
+            metrics.forecasts.labels(fc.arm, fc.model_version, str(fc.fallback).lower()).inc()
+        return [fc.to_dict(service.freq) for fc in forecasts]
+
+    @app.post("/bars", summary="Append bars (one or a list, in time order per symbol)")
+    async def post_bars(bars: BarsBody,
+                        forecast: bool = Query(False, description="return the updated forecasts")) -> Response:
+        started = time.perf_counter()
+        items = bars if isinstance(bars, list) else [bars]
+        accepted, rejected, touched = 0, [], {}
+        for i, item in enumerate(items):
+            try:
+                service.ingest(item.to_bar())
+                accepted += 1
+                touched[item.symbol] = None
+            except (StaleBar, OverflowError, ValueError) as exc:
+                rejected.append({"index": i, "symbol": item.symbol, "reason": str(exc)})
+        metrics.bars.inc(accepted)
+        body: dict[str, Any] = {"accepted": accepted, "rejected": rejected}
+        if forecast:
+            ready = [s for s in touched if service.buffers.get(s).ready]
+            body["forecasts"] = served(service.predictor.forecast_batch(ready)) if ready else []
+        return done("/bars", started, JSONResponse(body, status_code=200 if accepted or not rejected else 409))
+
+    @app.post("/events", summary="A headline: update the event features, return the updated forecasts")
+    async def post_event(event: EventIn) -> Response:
+        started = time.perf_counter()
+        if service.exog is None:
+            return done("/events", started, _error(409, "this service runs without event features"))
+        if event.symbol is not None and event.symbol not in service.buffers:
+            return done("/events", started, _error(404, f"unknown symbol {event.symbol!r}: no bar of it has been "
+                                                        "seen (omit symbol for a market-wide headline)"))
+        ts = event.ts if event.ts.tzinfo else event.ts.replace(tzinfo=timezone.utc)
+        sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol, event.sentiment)
+        readers = [a for a, g in service.arms().items() if getattr(g.primary, "needs_exog", False)]
+        return done("/events", started, JSONResponse({"sentiment": sentiment, "arms_reading_events": readers,
+                                                      "forecasts": served(forecasts)}))
+
+    @app.get("/forecast/{symbol}", summary="The current forecast of one symbol")
+    async def get_forecast(symbol: str) -> Response:
+        started = time.perf_counter()
+        try:
+            body = served([service.predictor.forecast(symbol)])[0]
+        except UnknownSymbol:
+            return done("/forecast", started, _error(404, f"unknown symbol {symbol!r}: no bar of it has been seen"))
+        except NotReady as exc:
+            return done("/forecast", started, _error(409, str(exc)))
+        return done("/forecast", started, JSONResponse(body))
+
+    @app.post("/predict", summary="Forecast a batch of raw windows (each exactly input_size finite values)")
+    async def predict(payload: PredictIn) -> Response:
+        started = time.perf_counter()
+        for i, window in enumerate(payload.windows):
+            if len(window) != service.input_size:
+                return done("/predict", started, _error(
+                    422, f"windows[{i}]: {len(window)} values, the model needs exactly {service.input_size}"))
+            bad = next((j for j, v in enumerate(window) if not math.isfinite(v) or abs(v) > MAX_ABS_VALUE), None)
+            if bad is not None:
+                return done("/predict", started, _error(
+                    422, f"windows[{i}][{bad}]: {window[bad]!r} is not a finite number of magnitude <= {MAX_ABS_VALUE:g}"))
+        values, used = service.predict_windows(np.asarray(payload.windows, dtype=np.float32), payload.arm)
+        names = list(used.output_names)
+        body = {"model": used.label, "model_version": used.info.version, "output_names": names,
+                "forecast": values.astype(np.float64).round(8).tolist()}
+        return done("/predict", started, JSONResponse(body))
+
+    @app.get("/health", summary="Models, breakers, buffers, live error")
+    async def health() -> Response:
+        return JSONResponse(service.health())
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(service), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,152 @@
+"""The predictor: ring buffers in, forecasts out, through the A/B router and each arm's guarded model.
+
+``update(bar)`` appends the bar's target value to its symbol's buffer, scores the symbol's pending live
+forecasts against it and drops the symbol's cached forecasts. ``forecast(symbol)`` answers from a bounded
+LRU cache when nothing changed since, else runs the arm's model on the window. ``forecast_batch(symbols)``
+runs one model call per arm for all of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import numpy as np
+
+from serving.ab import ABRouter
+from serving.buffers import Bar, SymbolBuffers
+from serving.live import LiveMetrics
+
+FREQ_SECONDS = {"5min": 300, "min": 60, "1min": 60, "h": 3600, "1h": 3600, "D": 86400}
+
+
+def future_seconds(origin: float, h: int, freq: str) -> list[float]:
+    """Epoch seconds of the h bars after the bar stamped ``origin`` (business days skip weekends for 'B')."""
+    if freq in FREQ_SECONDS:
+        return [origin + FREQ_SECONDS[freq] * k for k in range(1, h + 1)]
+    out, day = [], datetime.fromtimestamp(origin, tz=timezone.utc)
+    while len(out) < h:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            out.append(day.timestamp())
+    return out
+
+
+def future_ts(origin: float, h: int, freq: str) -> list[str]:
+    """ISO timestamps of the h steps after ``origin``."""
+    return [datetime.fromtimestamp(t, tz=timezone.utc).isoformat() for t in future_seconds(origin, h, freq)]
+
+
+@dataclass
+class Forecast:
+    symbol: str
+    arm: str
+    model: str
+    model_version: str
+    model_kind: str
+    variant: str
+    fallback: bool
+    origin_ts: float
+    values: np.ndarray  # (h, n_outputs)
+    output_names: list[str]
+    count: int  # the symbol's bar count at the origin (cache validity)
+
+    def to_dict(self, freq: str) -> dict[str, Any]:
+        cols = {name: self.values[:, i].astype(np.float64).round(8).tolist() for i, name in enumerate(self.output_names)}
+        return {"symbol": self.symbol, "arm": self.arm, "model": self.model, "model_version": self.model_version,
+                "model_kind": self.model_kind, "variant": self.variant, "fallback": self.fallback,
+                "origin": datetime.fromtimestamp(self.origin_ts, tz=timezone.utc).isoformat(),
+                "ds": future_ts(self.origin_ts, len(self.values), freq), **cols}
+
+
+class Predictor:
+    """Buffers + cache + routing. ``arms()`` returns the current ``{arm: GuardedModel}`` (swapped atomically
+    by the service); a missing challenger sends its share to the champion."""
+
+    def __init__(self, buffers: SymbolBuffers, arms: Callable[[], dict[str, Any]], router: ABRouter,
+                 live: LiveMetrics | None = None, cache_size: int = 10_000, exog: Any = None,
+                 freq: str = "5min") -> None:
+        self.buffers, self.arms, self.router, self.live = buffers, arms, router, live
+        self.exog, self.freq = exog, freq  # exog: serving.exog.ExogBuffers, for models that read event features
+        self.cache: OrderedDict[tuple[str, str], Forecast] = OrderedDict()
+        self.cache_size = cache_size
+        self.hits = self.misses = 0
+        self.lock = threading.RLock()
+
+    def update(self, bar: Bar) -> float | None:
+        with self.lock:
+            value = self.buffers.update(bar)
+            if value is not None and self.exog is not None:
+                self.exog.on_bar(bar.symbol, bar.ts)
+            self.invalidate(bar.symbol)
+            if value is not None and self.live is not None:
+                self.live.actual(bar.symbol, self.buffers.get(bar.symbol).count, bar.ts, value)
+        return value
+
+    def invalidate(self, symbol: str) -> None:
+        with self.lock:
+            self.cache.pop((symbol, "champion"), None)
+            self.cache.pop((symbol, "challenger"), None)
+
+    def clear_cache(self) -> None:
+        with self.lock:
+            self.cache.clear()
+
+    def _arm(self, symbol: str, arms: dict[str, Any]) -> str:
+        arm = self.router.arm(symbol)
+        return arm if arm in arms else "champion"
+
+    def forecast(self, symbol: str) -> Forecast:
+        return self.forecast_batch([symbol])[0]
+
+    def forecast_batch(self, symbols: list[str]) -> list[Forecast]:
+        out: dict[int, Forecast] = {}
+        todo: dict[str, list[int]] = {}
+        with self.lock:
+            arms = self.arms()  # under the lock: a swap clears the cache under it too, so no old forecast is kept
+            for i, symbol in enumerate(symbols):
+                arm = self._arm(symbol, arms)
+                cached = self.cache.get((symbol, arm))
+                if cached is not None and cached.count == self.buffers.get(symbol).count:
+                    self.cache.move_to_end((symbol, arm))
+                    self.hits += 1
+                    out[i] = cached
+                else:
+                    todo.setdefault(arm, []).append(i)
+            for arm, idx in todo.items():
+                windows = np.stack([self.buffers.window(symbols[i]) for i in idx])
+                values, used = arms[arm].run(windows, **self._exog(arms[arm].primary, [symbols[i] for i in idx]))
+                self.misses += len(idx)
+                for row, i in enumerate(idx):
+                    out[i] = self._remember(symbols[i], arm, used, arms[arm], values[row], windows[row])
+        return [out[i] for i in range(len(symbols))]
+
+    def _exog(self, model: Any, symbols: list[str]) -> dict[str, Any]:
+        """``hist_exog`` / ``futr_exog`` for a model that reads event features (none for the others)."""
+        if not getattr(model, "needs_exog", False):
+            return {}
+        if self.exog is None:
+            raise RuntimeError(f"{model.label} reads event features but the service has none")
+        cols = model.info.extra
+        future = [future_seconds(self.buffers.get(s).last_ts, model.h, self.freq) for s in symbols]
+        return self.exog.arrays(symbols, future, tuple(cols.get("hist_exog", ())), tuple(cols.get("futr_exog", ())))
+
+    def _remember(self, symbol: str, arm: str, used: Any, guarded: Any, values: np.ndarray,
+                  window: np.ndarray) -> Forecast:
+        buf = self.buffers.get(symbol)
+        info = used.info
+        fc = Forecast(symbol, arm, used.label, info.version, info.kind, info.variant, used is not guarded.primary,
+                      buf.last_ts or time.time(), values, list(used.output_names), buf.count)
+        if not fc.fallback:  # a backup's answer is not kept: the next request gives the primary its chance
+            self.cache[(symbol, arm)] = fc
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        if self.live is not None:
+            median = fc.output_names.index("yhat") if "yhat" in fc.output_names else 0
+            self.live.record(symbol, buf.count, fc.origin_ts, arm, info.version or info.kind, info.kind,
+                             values[:, median], window)
+        return fc

@@ -1,0 +1,73 @@
+"""Models for the service, from the MLflow registry (plain MLflow, no Dagster): which version holds an alias,
+and that version's ONNX files (logged by the ``onnx_model`` asset under the run's ``onnx/`` artifacts),
+downloaded once into ``$TRADECAST_HOME/serving_cache/<model>/<version>/``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from models.store import mlflow_uri, tradecast_home
+from serving.runtime import ModelInfo, OnnxForecaster
+
+VARIANTS = ("auto", "fp32", "int8")
+
+
+class MissingOnnx(LookupError):
+    """The version has no ONNX export yet (materialize ``onnx_model`` for its partition)."""
+
+
+class ModelSource:
+    def __init__(self, home: str | None = None) -> None:
+        self.uri = mlflow_uri(home)
+        self.cache = tradecast_home(home) / "serving_cache"
+        self._client = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            import os
+
+            from mlflow import MlflowClient
+
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+            self._client = MlflowClient(self.uri, self.uri)
+        return self._client
+
+    def version(self, name: str, alias: str) -> Any:
+        """The model version holding ``alias`` (None when the model or the alias does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+
+    def onnx_dir(self, name: str, version: Any) -> Path:
+        """The version's ONNX folder (``model.onnx``, maybe ``model.int8.onnx``, ``export.json``), cached."""
+        if "onnx" not in version.tags:
+            raise MissingOnnx(f"{name} v{version.version} has no ONNX export yet: materialize onnx_model")
+        target = self.cache / name / str(version.version)
+        if not (target / "onnx" / "export.json").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            self.client().download_artifacts(version.run_id, "onnx", str(target))
+        return target / "onnx"
+
+    def forecaster(self, name: str, version: Any, *, variant: str = "auto", threads: int = 1) -> OnnxForecaster:
+        """An ONNX Runtime forecaster for ``version``: INT8 when offered (``auto``/``int8``), else fp32."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)} (got {variant!r})")
+        folder = self.onnx_dir(name, version)
+        report = json.loads((folder / "export.json").read_text())
+        use_int8 = variant in ("auto", "int8") and "int8" in report["files"]
+        if variant == "int8" and not use_int8:
+            logging.getLogger("tradecast.serving").warning("%s v%s: INT8 not offered (%s); serving fp32", name,
+                                                          version.version, report.get("int8_note", ""))
+        chosen = "int8" if use_int8 else "fp32"
+        info = ModelInfo(name=name, version=str(version.version), kind=report["kind"], variant=chosen,
+                         extra={"max_rel_diff": report["max_rel_diff"], "int8_note": report.get("int8_note", ""),
+                                "hist_exog": report.get("hist_exog", []), "futr_exog": report.get("futr_exog", [])})
+        return OnnxForecaster.from_path(folder / report["files"][chosen], threads=threads, info=info,
+                                        output_names=report["output_names"])
