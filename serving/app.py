@@ -129,6 +129,7 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
         detail = [{k: v for k, v in error.items() if k not in ("input", "ctx")} for error in exc.errors()]
         metrics.requests.labels("/" + request.url.path.strip("/").split("/")[0], "422").inc()
         return JSONResponse({"detail": detail}, status_code=422)
+
     app.state.service, app.state.metrics = service, metrics
 
     def done(route: str, started: float, response: JSONResponse) -> JSONResponse:
@@ -197,6 +198,10 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
             if bad is not None:
                 return done("/predict", started, _error(
                     422, f"windows[{i}][{bad}]: {window[bad]!r} is not a finite number of magnitude <= {MAX_ABS_VALUE:g}"))
+        arms = service.arms()
+        if getattr(arms.get(payload.arm, arms["champion"]).primary, "needs_exog", False):
+            return done("/predict", started, _error(409, f"the {payload.arm} reads event features, which raw windows "
+                                                         "do not carry: use GET /forecast/{symbol}"))
         values, used = service.predict_windows(np.asarray(payload.windows, dtype=np.float32), payload.arm)
         names = list(used.output_names)
         body = {"model": used.label, "model_version": used.info.version, "output_names": names,

@@ -89,7 +89,7 @@ def example_inputs(module: Any, batch: int = 2) -> tuple[dict[str, Any], list[st
     return inputs, list(inputs)
 
 
-def export_onnx(module: Any, path: str | Path, *, input_size: int | None = None) -> Path:
+def export_onnx(module: Any, path: str | Path) -> Path:
     """Write ``module`` as ONNX with a dynamic batch axis (TorchScript-based exporter, opset 18)."""
     import warnings
 

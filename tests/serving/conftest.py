@@ -160,7 +160,7 @@ def tiny_onnx(path: Path, name: str = "window_mean", h: int = 4, input_size: int
     from serving.export import export_onnx
     from serving.graph import BaselineGraph
 
-    return export_onnx(BaselineGraph(name, h, input_size, season).eval(), path, input_size=input_size)
+    return export_onnx(BaselineGraph(name, h, input_size, season).eval(), path)
 
 
 @functools.lru_cache(maxsize=1)

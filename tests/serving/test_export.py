@@ -104,7 +104,7 @@ def test_quantile_and_other_scalers_export_and_match(loss, scaler, tmp_path):
         graph = from_nhits(model, fuse=fuse)
         assert graph.n_outputs == want.shape[-1]
         assert rel(torch_out(graph, windows), want) <= TOL, f"fuse={fuse}"
-    path = export_onnx(from_nhits(model), tmp_path / "model.onnx", input_size=24)
+    path = export_onnx(from_nhits(model), tmp_path / "model.onnx")
     onnx = OnnxForecaster.from_path(path)
     assert onnx.n_outputs == want.shape[-1] and onnx.h == 6 and onnx.input_size == 24
     assert rel(onnx.run(windows), want) <= TOL
@@ -157,7 +157,7 @@ def test_export_fails_when_the_graph_does_not_reproduce_torch(served, tmp_path):
     frame = served.frame()
     windows, actuals = held_out_windows(frame, 288, 12, max_windows=16)
     graph = from_nhits(model)
-    path = export_onnx(graph, tmp_path / "ok" / "model.onnx", input_size=288)
+    path = export_onnx(graph, tmp_path / "ok" / "model.onnx")
     worst, checked = verify(path, graph, windows)
     assert worst <= TOL and checked == [1, 16, 256]
 
