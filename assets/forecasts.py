@@ -41,7 +41,7 @@ def forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, registry:
     model = registry.load(name, champion.version)
     frame, model_input = read_frame(warehouse, asset_class, target), None
     if kind == "nhits":
-        from models.forecasting import exog_of
+        from models.evaluation import exog_of
 
         nf = model.unwrap_python_model().nf
         hist, futr = exog_of(nf)

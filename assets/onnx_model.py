@@ -45,7 +45,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxConfig, warehouse:
     import pandas as pd
 
     from assets.nhits_model import read_frame
-    from models.forecasting import exog_of
+    from models.evaluation import exog_of
     from serving.export import check_windows, export_model
 
     asset_class, target = model_keys(context)

@@ -77,7 +77,7 @@ def champion_mase_on(registry, warehouse, name, champion, evaluation, asset_clas
     from models.evaluation import loaded_window_predictions, time_split
     from models.metrics import naive_scale, score_predictions
 
-    from models.forecasting import exog_of
+    from models.evaluation import exog_of
 
     nf = registry.load(name, champion.version).unwrap_python_model().nf
     hist, futr = exog_of(nf)  # an event-aware champion reads its event features on the same bars

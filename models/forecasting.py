@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.evaluation import exog_of, model_columns, tidy_nf_output  # noqa: F401  (exog_of: the callers of forecast use it)
+from models.evaluation import exog_of, model_columns, tidy_nf_output
 
 FORECAST_COLUMNS = ["unique_id", "ds", "step", "yhat", "lo", "hi"]
 

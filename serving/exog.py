@@ -21,14 +21,14 @@ from models.event_spec import FEATURE_COLUMNS
 class ExogBuffers:
     def __init__(self, input_size: int, freq: str, bar_seconds: float, macro: Any = None,
                  news: Any = None) -> None:
+        import pandas as pd
+
         from models.event_online import OnlineEventFeatures
 
         self.input_size, self.bar_seconds = input_size, bar_seconds
-        self.online = OnlineEventFeatures(freq, macro)
-        if news is not None:
-            for row in news.itertuples(index=False):
-                self.online.add(row.ts, row.sentiment, row.symbol)
-        self.freq, self.macro, self.news = freq, macro, news
+        self.news = news if news is not None else pd.DataFrame({"ts": [], "symbol": [], "sentiment": []})
+        self.online = OnlineEventFeatures.from_events(freq, self.news, macro)  # one pass, not one add per row
+        self.freq, self.macro = freq, macro
         self.rows: dict[str, np.ndarray] = {}  # (2 * input_size, n_features): each row stored twice, like y
         self.pos: dict[str, int] = {}
         self.index = {c: i for i, c in enumerate(FEATURE_COLUMNS)}
@@ -54,8 +54,7 @@ class ExogBuffers:
         features in one vectorized pass (:func:`models.events.event_features`, the asset's own code)."""
         from models.events import event_features
 
-        feats = event_features(grid, self.news if self.news is not None else grid.iloc[:0].assign(
-            ts=[], symbol=[], sentiment=[]), self.macro, self.freq)
+        feats = event_features(grid, self.news, self.macro, self.freq)
         for symbol, part in feats.groupby("unique_id", sort=False):
             for row in part[FEATURE_COLUMNS].to_numpy(dtype=np.float32)[-self.input_size:]:
                 self._put(symbol, row, append=True)

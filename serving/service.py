@@ -60,8 +60,8 @@ class ForecastService:
         self.name = model_name(config.asset_class, config.target)
         self.freq = CLASS_FREQ[config.asset_class]
         self.source = source or ModelSource(config.home)
-        self.versions: dict[str, str] = {}
         self.notes: list[str] = []
+        self._seen = self._registry_state()
         self._arms = self._load_arms()
         self.versions = self._versions(self._arms)
         champion = self._arms["champion"].primary
@@ -127,12 +127,23 @@ class ForecastService:
     def _versions(arms: dict[str, GuardedModel]) -> dict[str, str]:
         return {arm: g.primary.info.version for arm, g in arms.items()}
 
-    def refresh(self) -> bool:
-        """Swap in newly aliased versions (returns True when something changed)."""
-        wanted = {}
+    def _registry_state(self) -> dict[str, tuple[str, bool] | None]:
+        """Per alias: the version holding it and whether it has an ONNX export yet."""
+        state = {}
         for alias in ("champion", "challenger"):
             version = self.source.version(self.name, alias)
-            wanted[alias] = str(version.version) if version is not None else None
+            state[alias] = None if version is None else (str(version.version), "onnx" in version.tags)
+        return state
+
+    def refresh(self) -> bool:
+        """Swap in newly aliased versions (returns True when something changed). The arms are rebuilt only when
+        the registry changed since the last look (an alias moved, or an ONNX export arrived), so a challenger
+        without an export, or a refused swap, is not reloaded at every poll."""
+        state = self._registry_state()
+        if state == self._seen:
+            return False
+        self._seen = state
+        wanted = {alias: entry and entry[0] for alias, entry in state.items()}
         current = {alias: self.versions.get(alias) for alias in wanted}
         if wanted["challenger"] == wanted["champion"]:
             wanted["challenger"] = None
@@ -143,6 +154,9 @@ class ForecastService:
         except ServiceError as exc:  # e.g. the new champion's ONNX is not exported yet: keep serving
             log.warning("model swap postponed: %s", exc)
             return False
+        except Exception:  # a registry hiccup: look again at the next poll
+            self._seen = None
+            raise
         if arms["champion"].primary.input_size != self.input_size:
             log.warning("model swap refused: new champion input_size %s != %s", arms["champion"].primary.input_size,
                         self.input_size)
