@@ -8,7 +8,7 @@ export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 SERVE_PORT ?= 8000
 
-.PHONY: setup chromium run train-full test bench bench-events bench-serve serve ui clean
+.PHONY: setup chromium run train-full test chaos bench bench-events bench-serve serve ui clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ chromium:  ## Debian's chromium for tests/test_ui_browser.py (Playwright's own b
 
 test: setup chromium  ## the test suite (fails when no test ran)
 	$(BIN)/python -m pytest
+
+chaos: setup  ## the whole fault suite (kills, races, corrupt inputs, fuzz, load with failures) -> benchmarks/results/chaos-<cpu|cuda>.{md,json}
+	TRADECAST_CHAOS_FULL=1 TRADECAST_CHAOS_REPORT=benchmarks/results/chaos-$$($(BIN)/python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')").md \
+		$(BIN)/python -m pytest tests -m fault
 
 bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/full-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench --profile full

@@ -23,6 +23,8 @@ class BenchmarkConfig(dg.Config):
     max_series: int | None = Field(None, ge=1, description="series per data set")
     max_test_windows: int | None = Field(None, ge=1, description="rolling test windows scored (profile default)")
     train_cap_s: float | None = Field(None, gt=0, description="per-model training time cap, seconds")
+    eval_cap_s: float | None = Field(None, gt=0, description="per-model evaluation time cap, seconds")
+    no_caps: bool = Field(False, description="no training or evaluation time cap (every step, every test window)")
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
 
     def budget(self):
@@ -30,7 +32,7 @@ class BenchmarkConfig(dg.Config):
 
         return budget_for(self.profile, max_steps=self.max_steps, batch_size=self.batch_size, seed=self.seed,
                           max_series=self.max_series, max_test_windows=self.max_test_windows,
-                          train_cap_s=self.train_cap_s)
+                          train_cap_s=self.train_cap_s, eval_cap_s=self.eval_cap_s, no_caps=self.no_caps)
 
 
 @dg.asset(

@@ -50,11 +50,12 @@ class IngestConfig(dg.Config):
 
 
 def catalog_specs(settings: Settings) -> list["SourceSpec"]:
-    """Bundled catalog plus the sources registered by `tradecast ingest` (those win on duplicate keys)."""
-    from ingest.catalog import load_catalog
+    """The sources registered by `tradecast ingest` (they win on duplicate keys), then the bundled catalog;
+    a user entry named like a bundled one is refused with both file names."""
+    from ingest.catalog import load_catalogs
 
     user = settings.user_catalog_path
-    return (load_catalog(user) if user.exists() else []) + load_catalog(settings.catalog_path)
+    return load_catalogs([user, settings.catalog_path] if user.exists() else [settings.catalog_path])
 
 
 def write_loaded(con, loaded: "Loaded", scope: dict, run_id: str) -> "pd.DataFrame":

@@ -16,8 +16,8 @@ from resources.registry import model_name
     kinds={"duckdb", "mlflow"},
     owners=OWNERS,
     pool=DUCKDB_POOL,
-    # refresh when the champion changes or the frame does (a retrain whose challenger the gate refused skips
-    # this asset in its run; the automation sensor then forecasts with the unchanged champion on the new data)
+    # refresh after each promotion decision (champion_model: promoted, or refused with the champion unchanged) or
+    # a new training frame
     automation_condition=FOLLOW_DEPS,
     description=(
         "Forecasts of the current champion (alias `champion`, NHITS or the baseline fallback, labelled as such) for "

@@ -14,6 +14,20 @@ MAX_GAP = {
     ("fx", "1d"): "5D", ("fx", "1h"): "4D", ("fx", "5min"): "4D", ("fx", "1min"): "4D",
     ("crypto", "1d"): "3D", ("crypto", "1h"): "12h", ("crypto", "5min"): "2h", ("crypto", "1min"): "1h",
 }
+_CRYPTO_GAP_BARS = 12  # crypto at any other frequency: up to 12 bars (at least an hour); equities/fx: 5 days
+
+
+def max_gap(asset_class: str, freq: str):
+    """The largest normal gap between consecutive bars of `asset_class` at bar frequency `freq` (a Timedelta)."""
+    import pandas as pd
+
+    from ingest.catalog import freq_step
+
+    if (asset_class, freq) in MAX_GAP:
+        return pd.Timedelta(MAX_GAP[asset_class, freq])
+    if asset_class == "crypto":
+        return max(_CRYPTO_GAP_BARS * freq_step(freq), pd.Timedelta("1h"))
+    return pd.Timedelta("5D")
 
 
 @dg.asset(
@@ -26,8 +40,10 @@ MAX_GAP = {
     description=(
         "Historical OHLCV bars of one asset class (partition) from every catalog source, validated with "
         "Pandera. Table `bars` (ts UTC, symbol, asset_class, freq, OHLC, volume, source), unique on "
-        "(symbol, freq, ts); failing rows go to `quarantine` with their reasons. Reference data for the "
-        "class (sectors) goes to `symbols`. The partition is replaced in one transaction."),
+        "(asset_class, symbol, freq, ts); failing rows go to `quarantine` with their reasons. A trades source "
+        "(ts, symbol, price, amount) is validated per trade and aggregated into OHLCV bars; its counts are in "
+        "trades. Reference data for the class (sectors) goes to `symbols`. The partition is replaced in one "
+        "transaction."),
 )
 def market_bars(context: dg.AssetExecutionContext, config: IngestConfig, settings: Settings,
                 warehouse: Warehouse) -> dg.MaterializeResult:
@@ -50,9 +66,15 @@ def market_bars(context: dg.AssetExecutionContext, config: IngestConfig, setting
                                         min(ts) AS first_ts, max(ts) AS last_ts
                                  FROM bars WHERE asset_class = ? GROUP BY freq ORDER BY freq""", [asset_class]).df()
     for row in recon.itertuples():
-        context.log.info(f"{row.source}: read {row.rows_read}, accepted {row.rows_accepted}, "
-                         f"quarantined {row.rows_quarantined}")
+        context.log.info(f"{row.source}: read {row.rows_read} {row.kind}, accepted {row.rows_accepted}, "
+                         f"quarantined {row.rows_quarantined}, stored {row.rows_stored} bars")
     metadata = ingest_metadata(recon, int(summary.bars.sum()))
+    trades = recon[recon.kind == "trades"]
+    if len(trades):  # counts in trades; the bars they were aggregated into beside them
+        metadata["trade_sources"] = dg.MetadataValue.md(trades[[
+            "source", "rows_read", "rows_accepted", "rows_quarantined", "rows_stored"]].rename(columns={
+                "rows_read": "trades_read", "rows_accepted": "trades_accepted",
+                "rows_quarantined": "trades_quarantined", "rows_stored": "bars_built"}).to_markdown(index=False))
     metadata["by_frequency"] = dg.MetadataValue.md(summary.to_markdown(index=False))
     metadata["symbols"] = dg.MetadataValue.int(int(len(refs.split.accepted)) + int(summary.symbols.sum()))
     if recon_refs is not None:
@@ -84,7 +106,7 @@ def check_market_bars_no_large_gaps(context: dg.AssetCheckExecutionContext,
              SELECT symbol, freq, ts, lag(ts) OVER w AS prev_ts, ts - lag(ts) OVER w AS gap
              FROM bars WHERE asset_class = ? WINDOW w AS (PARTITION BY symbol, freq ORDER BY ts))
            GROUP BY symbol, freq ORDER BY symbol, freq""", [context.partition_key])
-    limit = gaps.freq.map(lambda f: pd.Timedelta(MAX_GAP.get((context.partition_key, f), "5D")))
+    limit = gaps.freq.map(lambda f: max_gap(context.partition_key, f))
     large = gaps[pd.to_timedelta(gaps.max_gap) > limit].sort_values("max_gap", ascending=False)
     return dg.AssetCheckResult(
         passed=large.empty, severity=dg.AssetCheckSeverity.WARN,

@@ -1,5 +1,5 @@
 """`nhits_model`: train NHITS on a training frame, evaluate it beside the baselines, register it in MLflow
-as the `challenger`; the blocking gate check decides whether it may become `champion`."""
+as the `challenger`; `champion_model` (the promotion gate) decides whether it becomes `champion`."""
 
 from typing import Literal
 
@@ -93,9 +93,9 @@ def read_frame(warehouse: Warehouse, asset_class: str, target: str, exog=()):
 )
 def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
                 registry: ModelRegistry) -> dg.MaterializeResult:
+    from assets.promotion import ensure_champion, record_evaluation
     from models.evaluation import train_and_evaluate
     from models.plots import plot_forecasts
-    from assets.promotion import ensure_champion, record_evaluation
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)

@@ -1,5 +1,5 @@
-"""The promotion gate, shared by the blocking check and `champion_model`: a challenger replaces the champion
-only if, on the same test windows, its MASE beats the champion's and the best naive baseline's."""
+"""The promotion gate of `champion_model`: a challenger replaces the champion only if, on the same test windows,
+its MASE beats the champion's and the best naive baseline's; every decision is recorded."""
 
 import dataclasses
 
@@ -74,12 +74,10 @@ def champion_mase_on(registry, warehouse, name, champion, evaluation, asset_clas
     if kind == "baseline":
         return float(evaluation.set_index("model").loc[champion.tags["baseline"], "mase"])
     from assets.nhits_model import read_frame
-    from models.evaluation import loaded_window_predictions, time_split
+    from models.evaluation import exog_of, loaded_window_predictions, time_split
     from models.metrics import naive_scale, score_predictions
 
-    from models.evaluation import exog_of
-
-    nf = registry.load(name, champion.version).unwrap_python_model().nf
+    nf = registry.load(name, champion.version).nf
     hist, futr = exog_of(nf)  # an event-aware champion reads its event features on the same bars
     frame = read_frame(warehouse, asset_class, target, hist + futr)
     split = time_split(frame, h=spec.h, n_windows=spec.n_windows, step_size=spec.step)

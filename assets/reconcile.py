@@ -16,6 +16,7 @@ def reconcile(warehouse: Warehouse, tables: list[str], asset_class: str | None):
     for table in tables:  # table names come from TABLES_OF, never from input
         parts.append(warehouse.query(
             f"""SELECT l.source, l.table_name, l.rows_read, l.rows_accepted, l.rows_quarantined,
+                       coalesce(l.rows_stored, l.rows_accepted) AS rows_stored,
                        (SELECT count(*) FROM {table} t WHERE t.source = l.source) AS stored,
                        (SELECT count(*) FROM quarantine q WHERE q.source = l.source
                            AND q.table_name = l.table_name) AS in_quarantine
@@ -24,7 +25,7 @@ def reconcile(warehouse: Warehouse, tables: list[str], asset_class: str | None):
 
     frame = pd.concat(parts, ignore_index=True)
     frame["ok"] = ((frame.rows_read == frame.rows_accepted + frame.rows_quarantined)
-                   & (frame.rows_accepted == frame.stored) & (frame.rows_quarantined == frame.in_quarantine))
+                   & (frame.rows_stored == frame.stored) & (frame.rows_quarantined == frame.in_quarantine))
     return frame
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ingest.catalog import ASSET_CLASSES, FREQS
+from ingest.catalog import ASSET_CLASSES, CatalogError, canonical_freq
 
 if TYPE_CHECKING:
     import pandas as pd
     import pandera.pandas as pa
 
-# the keys each table is unique on (also its DuckDB primary key)
+# the keys each table is unique on (also its DuckDB primary key); trades (rows of a trades source) have none
 KEYS = {
-    "bars": ["symbol", "freq", "ts"],
+    "bars": ["asset_class", "symbol", "freq", "ts"],
     "news_events": ["source", "ts", "symbol", "headline"],
     "macro_events": ["source", "ts", "event_type"],
     "symbols": ["symbol", "asset_class"],
@@ -24,6 +24,22 @@ def _not_future(now: "pd.Timestamp"):
     import pandera.pandas as pa
 
     return pa.Check(lambda s: s <= now, name="ts_not_in_future", error=f"timestamp after {now:%Y-%m-%d %H:%M} UTC")
+
+
+def _canonical_freq():
+    import pandera.pandas as pa
+
+    def spelled(v) -> bool:
+        try:
+            return canonical_freq(v) == v
+        except CatalogError:
+            return False
+
+    def check(s):
+        return s.map({v: spelled(v) for v in s.dropna().unique()})  # few distinct values, many rows
+
+    return pa.Check(check, name="canonical_freq",
+                    error="freq must be a canonical bar frequency (Nmin, Nh or 1d; whole minutes from 1min to 1d)")
 
 
 def _ohlc_checks():
@@ -54,7 +70,7 @@ def schema_for(table: str, now: "pd.Timestamp | None" = None, unique: bool = Tru
     columns = {
         "bars": {
             "ts": ts, "symbol": text(), "asset_class": pa.Column(None, pa.Check.isin(ASSET_CLASSES)),
-            "freq": pa.Column(None, pa.Check.isin(FREQS)),
+            "freq": pa.Column(None, _canonical_freq()),
             "open": price, "high": price, "low": price, "close": price,
             "volume": pa.Column(float, nullable=True, checks=pa.Check.ge(0, error="volume must be >= 0")),
         },
@@ -68,11 +84,15 @@ def schema_for(table: str, now: "pd.Timestamp | None" = None, unique: bool = Tru
         },
         "symbols": {"symbol": text(), "asset_class": pa.Column(None, pa.Check.isin(ASSET_CLASSES)),
                     "sector": text(nullable=True, n=120), "company": text(nullable=True, n=200)},
+        "trades": {  # the rows of a trades source, before they are aggregated into bars (ingest/trades.py)
+            "ts": ts, "symbol": text(), "price": price,
+            "amount": pa.Column(float, nullable=True, checks=pa.Check.ge(0, error="amount must be >= 0")),
+        },
     }[table]
     return pa.DataFrameSchema(
         columns,
         checks=_ohlc_checks() if table == "bars" else None,
-        unique=KEYS[table] if unique else None,
+        unique=KEYS.get(table) if unique else None,
         report_duplicates="exclude_first",
         name=table,
     )

@@ -12,7 +12,18 @@ if TYPE_CHECKING:
 
     from ingest.readers import ReadResult
 
+MAX_RAW_CHARS = 4096  # of one quarantined row's raw text; a longer one is cut, with a marker and its length
 QUARANTINE_COLUMNS = ["table_name", "source", "source_file", "source_row", "asset_class", "reasons", "raw"]
+
+
+def cap_raw(text: str, limit: int = MAX_RAW_CHARS) -> str:
+    """The raw row as kept in `quarantine.raw`: whole up to `limit` characters, else a JSON object with its first
+    `limit` characters, `"truncated": true` and the original length (a 20 MB line is not stored whole)."""
+    import json
+
+    if len(text) <= limit:
+        return text
+    return json.dumps({"truncated": True, "original_length": len(text), "head": text[:limit]})
 
 
 class SchemaMismatch(ValueError):
@@ -55,29 +66,31 @@ def row_failures(frame: "pd.DataFrame", schema) -> "pd.Series":
     return text.groupby(cases["index"].astype("int64")).agg("; ".join)
 
 
-def split(results: list["ReadResult"], frame: "pd.DataFrame", table: str) -> Split:
-    """Validate `frame` (rows of `results`, in priority order) and split it.
+def split(results: list["ReadResult"], frame: "pd.DataFrame", table: str, rows: str | None = None) -> Split:
+    """Validate `frame` (rows of `results`, in priority order) and split it; quarantined rows are filed under
+    `table`. `rows` names the schema when the rows are not yet rows of `table` (the trades of a bars source).
 
     Pass 1 checks every row against the schema without the key check; pass 2 checks the rows that
     passed with the full schema, so a duplicate only loses to a row that is itself accepted.
     """
-    import pandas as pd
-
+    rows = rows or table
     frame = frame.reset_index(drop=True)
     reasons = frame["parse_errors"].astype(object).copy()
     for res in results:
+        if res.spec.row_table != rows:  # a source's required columns are those of the rows it was read as
+            continue
         for col in res.spec.required:
             miss = (frame["source"] == res.spec.name) & frame[col].isna()
             reasons[miss] = reasons[miss] + f"; {col}: required for source {res.spec.name}"
-    fails = row_failures(frame, schema_for(table, unique=False))
+    fails = row_failures(frame, schema_for(rows, unique=False))
     reasons.loc[fails.index] = reasons.loc[fails.index] + "; " + fails
     ok = reasons.str.strip("; ") == ""
-    dupes = row_failures(frame[ok], schema_for(table))
+    dupes = row_failures(frame[ok], schema_for(rows))
     if len(dupes):
-        reasons.loc[dupes.index] = _duplicate_reasons(frame, ok, dupes.index, KEYS[table])
+        reasons.loc[dupes.index] = _duplicate_reasons(frame, ok, dupes.index, KEYS[rows])
     reasons = reasons.str.strip("; ")
     bad = reasons != ""
-    quarantined = _quarantine_rows(results, frame[bad], reasons[bad], table)
+    quarantined = quarantine_rows(results, frame[bad], reasons[bad], table)
     return Split(accepted=frame[~bad].drop(columns=["parse_errors", "_raw_idx"]), quarantined=quarantined)
 
 
@@ -92,7 +105,8 @@ def _duplicate_reasons(frame, ok, dupe_index, keys) -> "pd.Series":
     return "duplicate key (" + ", ".join(keys) + "): kept " + dup["kept"]
 
 
-def _quarantine_rows(results, bad: "pd.DataFrame", reasons: "pd.Series", table: str) -> "pd.DataFrame":
+def quarantine_rows(results, bad: "pd.DataFrame", reasons: "pd.Series", table: str) -> "pd.DataFrame":
+    """QUARANTINE_COLUMNS for the `bad` rows (source, source_row, _raw_idx) of `results`: reasons and raw text."""
     import pandas as pd
 
     parts = []
@@ -109,6 +123,6 @@ def _quarantine_rows(results, bad: "pd.DataFrame", reasons: "pd.Series", table: 
             "source_row": rows["source_row"].to_numpy(),
             "asset_class": res.spec.asset_class,
             "reasons": reasons[rows.index].to_numpy(),
-            "raw": raw.to_json(orient="records", lines=True).splitlines(),
+            "raw": [cap_raw(line) for line in raw.to_json(orient="records", lines=True).splitlines()],
         }))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=QUARANTINE_COLUMNS)

@@ -25,7 +25,11 @@ plus the weekend before a Monday), long = 5 (a trading week); hourly 1 and 24; 5
   log-scaled to [0, 1]: log1p(min(age, cap)) / log1p(cap) (1 = no news for a long time, or never);
 * ``mkt_logn_*``, ``mkt_sent_mean_*``: the same for market-wide headlines (symbol NULL), joined to every symbol;
 * ``fomc_surprise``: sum of MP1 policy surprises announced in the short window (0 otherwise);
-* ``fomc_day``: 1 on the UTC day of a *scheduled* FOMC meeting/statement, else 0 (future exogenous).
+* ``fomc_day``: 1 on the UTC day of a *scheduled* FOMC meeting, else 0 (future exogenous). "Scheduled" is a
+  ``macro_events`` row with ``scheduled`` true, which only the actions file (``fomc_actions``, its "Scheduled FOMC"
+  flag, on statements and on the 1990-93 open-market operations / discount-rate releases that announced a scheduled
+  meeting's decision) sets; the MP1 file's rows carry no schedule (``scheduled`` NULL, false when unscheduled):
+  its meeting list includes open-market-operation days and an unscheduled meeting, which were not known in advance.
 """
 
 from __future__ import annotations
@@ -34,8 +38,6 @@ import numpy as np
 import pandas as pd
 
 from models.event_spec import FEATURE_COLUMNS, NEUTRAL, Calendar, calendar_for
-
-FOMC_TYPES = ("FOMC Meeting", "FOMC Statement")
 
 
 def to_utc_naive(values, what: str) -> pd.DatetimeIndex:
@@ -66,16 +68,16 @@ def clean_news(news: pd.DataFrame) -> pd.DataFrame:
 
 
 def clean_macro(macro: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(scheduled FOMC days as datetime64[D], surprise times ns, surprises)`` from ``macro_events``."""
+    """``(scheduled FOMC days as datetime64[D], surprise times ns, surprises)`` from ``macro_events``: a scheduled
+    day is one with a row whose ``scheduled`` is true (NULL = unknown and false are not: not known in advance)."""
     if macro is None or macro.empty:
         return np.array([], "datetime64[D]"), np.array([], np.int64), np.array([], float)
     missing = {"ts", "event_type", "scheduled", "policy_surprise"} - set(macro.columns)
     if missing:
         raise ValueError(f"macro_events: missing column(s) {sorted(missing)}; has {list(macro.columns)}")
     ts = to_utc_naive(macro["ts"], "macro_events")
-    sched = macro["scheduled"].astype("boolean").fillna(False).to_numpy(bool)  # unscheduled: not known in advance
-    meeting = macro["event_type"].isin(FOMC_TYPES).to_numpy() & sched
-    days = np.unique(ts[meeting].to_numpy().astype("datetime64[D]"))
+    sched = macro["scheduled"].astype("boolean").fillna(False).to_numpy(bool)
+    days = np.unique(ts[sched].to_numpy().astype("datetime64[D]"))
     surprise = pd.to_numeric(macro["policy_surprise"], errors="coerce").to_numpy(float)
     if np.isinf(surprise).any():
         raise ValueError(f"macro_events row {int(np.flatnonzero(np.isinf(surprise))[0])}: policy_surprise is infinite")

@@ -1,18 +1,20 @@
 """Forecast with a fitted NeuralForecast, and save / load it.
 
 Persistence: neuralforecast 3.3 writes a "v2" directory (``configuration.json``,
-weights as ``NHITS_0.safetensors``, optionally ``dataset.safetensors``) and
-loads it without pickle or ``torch.load`` at all; ``torch.load`` is only used
-for legacy v1 ``.ckpt`` directories, and there neuralforecast itself forces
-``weights_only=True`` unless ``allow_pickle=True``. :func:`load_model` never
-passes ``allow_pickle``. Lightning callbacks (our step logger) are not saved;
-trainer settings that are (accelerator/precision) are reset to this machine's
-on load, so a model trained on GPU in bf16 loads and predicts on a CPU.
+weights as ``NHITS_0.safetensors``) and reads it back without pickle or
+``torch.load``. A legacy v1 directory (``*.pkl`` sidecars, ``.ckpt`` weights)
+would be read through pickle, so :func:`load_model` accepts only a directory
+holding JSON and safetensors files and refuses anything else by name, and
+:func:`save_model` checks it wrote nothing else. Lightning callbacks (our step
+logger) are not saved; trainer settings that are (accelerator/precision) are
+reset to this machine's on load, so a model trained on GPU in bf16 loads and
+predicts on a CPU.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -60,20 +62,40 @@ def _future_exog(nf: Any, known: pd.DataFrame, future: pd.DataFrame, futr: list[
     return out.drop(columns="step")
 
 
+STORED_SUFFIXES = (".json", ".safetensors")  # all a model directory may hold: nothing in it can run code
+
+
+def check_model_dir(path: str | os.PathLike[str]) -> None:
+    """Refuse a model directory that is not neuralforecast's v2 format of JSON and safetensors files only: a
+    pickle, a checkpoint or a legacy v1 directory could run code when read."""
+    path = Path(path)
+    if not (path / "configuration.json").is_file():
+        raise ValueError(f"{path}: no configuration.json, so not a model directory written by save_model "
+                         f"(neuralforecast v2: JSON + safetensors); refusing to read it")
+    other = sorted(p.name for p in path.iterdir() if not (p.is_file() and p.suffix in STORED_SUFFIXES))
+    if other:
+        raise ValueError(f"{path}: {other} not JSON or safetensors (a pickle or checkpoint could run code when "
+                         f"read); a model directory holds only {list(STORED_SUFFIXES)} files; refusing to read it")
+
+
 def save_model(nf: Any, path: str | os.PathLike[str], *, overwrite: bool = True) -> str:
-    """Save ``nf`` to directory ``path`` (weights + config; no training data). Returns the path."""
+    """Save ``nf`` to directory ``path`` (JSON configuration + safetensors weights; no training data).
+    Returns the path."""
     path = os.fspath(path)
     nf.save(path=path, save_dataset=False, overwrite=overwrite)
+    check_model_dir(path)
     return path
 
 
 def load_model(path: str | os.PathLike[str], *, accelerator: str = "auto") -> Any:
-    """Load a directory written by :func:`save_model`, ready to predict on this machine."""
+    """Load a directory written by :func:`save_model`, ready to predict on this machine (refused, naming the file,
+    when it holds anything but JSON and safetensors)."""
     import torch
     from neuralforecast import NeuralForecast
 
     from models.nhits import lightning_quiet, trainer_settings
 
+    check_model_dir(path)
     with lightning_quiet():
         nf = NeuralForecast.load(path=os.fspath(path))
     settings = trainer_settings(accelerator)

@@ -1,12 +1,18 @@
 """Turn the ``bars`` table into neuralforecast's long frame ``unique_id, ds, y``.
 
-Per asset class (see :func:`class_freq`):
+Bar frequencies are data (``bars.freq``, canonically spelled by
+``ingest.catalog.canonical_freq``). A model trains at one frequency F: by default
+crypto 5-minute bars, equities and fx daily bars (see :func:`class_freq`); the
+benchmark asks for fx ``1h``. Per symbol (:func:`select_bars`):
 
-* ``crypto``   -> 5-minute bars. Existing ``5min`` bars are used as they are;
-  symbols that only have ``1min`` bars are resampled (open first, high max,
-  low min, close last, volume sum; bins closed/labelled on the left, so the
-  bar stamped 10:05 covers [10:05, 10:10)). Crypto ``1h``/``1d`` bars are ignored.
-* ``equities``, ``fx`` -> daily (``1d``) bars only.
+* native F bars are used as they are (they win over any other frequency);
+* a symbol without F bars is resampled to F from its finest bars whose frequency
+  divides F evenly (1min -> 5min, 15min or 30min -> 1h, 4h or 1h -> 1d): open
+  first, high max, low min, close last, volume sum; bins closed/labelled on the
+  left, so the 5-minute bar stamped 10:05 covers [10:05, 10:10) and a daily bar
+  covers one UTC calendar day [00:00, 24:00) UTC (not an exchange session);
+* coarser bars (crypto ``1h``/``1d`` at 5 minutes) and bars whose frequency
+  does not divide F (e.g. 45min at 1h) are never used.
 
 Targets:
 
@@ -29,13 +35,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from ingest.catalog import canonical_freq, freq_step
 from models.configs import spec_for
 
 Target = Literal["close", "volatility"]
 TARGETS: tuple[str, ...] = ("close", "volatility")
 DAILY_BAR_FREQ = "1d"
-_CRYPTO_INTRADAY = ("1min", "5min")
-_NF_FREQ = {"1min": "min", "5min": "5min", "1h": "h"}
+_CLASS_BAR_FREQ = {"crypto": "5min", "equities": DAILY_BAR_FREQ, "fx": DAILY_BAR_FREQ}
+_NF_FREQ = {"1min": "min", "1h": "h"}  # neuralforecast's spelling where it differs from the bar frequency
 _SEASON = {"min": 1440, "1min": 1440, "5min": 288, "h": 24, "1h": 24, "B": 5, "D": 5, "1d": 5}
 _GK_K = 2.0 * np.log(2.0) - 1.0
 
@@ -66,8 +73,10 @@ def season_length(freq: str) -> int:
     return _SEASON[freq]
 
 
-def resample_ohlcv(bars: pd.DataFrame, rule: str = "5min") -> pd.DataFrame:
+def resample_ohlcv(bars: pd.DataFrame, rule: str | pd.Timedelta = "5min") -> pd.DataFrame:
     """Aggregate finer OHLCV bars per symbol into ``rule`` bars (left-closed, left-labelled).
+
+    Bins start at midnight of the index's time zone (UTC for warehouse bars), so daily bins are calendar days.
 
     Empty bins (no source bar at all) are dropped, not filled. Volume is summed
     with ``min_count=1`` so an all-NaN volume stays NaN.
@@ -113,24 +122,46 @@ def bar_volatility(bars: pd.DataFrame) -> pd.Series:
 
 
 def select_bars(bars: pd.DataFrame, asset_class: str, freq: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Bars of one class at the training frequency, plus that frequency's neuralforecast alias."""
+    """Bars of one class at the model frequency, plus that frequency's neuralforecast alias.
+
+    ``freq`` is any bar frequency ('5min', '1h', '1d'; 'B' or 'D' mean daily), by default the class's
+    (crypto 5min, equities/fx 1d). Per symbol: its native bars at that frequency, else its finest bars
+    whose frequency divides it evenly, resampled (see the module docstring); other bars are ignored.
+    """
+    class_freq(asset_class)  # an unknown class fails here, naming the known ones
+    target = DAILY_BAR_FREQ if freq in ("B", "D") else canonical_freq(freq or _CLASS_BAR_FREQ[asset_class])
+    step = freq_step(target)
     part = bars[bars["asset_class"] == asset_class]
-    if asset_class != "crypto" and freq == "1h":  # e.g. the hourly EURUSD series of the benchmark
-        return part[part["freq"] == "1h"], _NF_FREQ["1h"]
-    if asset_class != "crypto" or freq in (DAILY_BAR_FREQ, "B", "D"):
-        nf_freq = class_freq(asset_class) if asset_class != "crypto" else "D"
-        return part[part["freq"] == DAILY_BAR_FREQ], nf_freq
-    target = freq or "5min"
-    if target not in _NF_FREQ:
-        raise ValueError(f"crypto freq must be one of {sorted(_NF_FREQ)} or '1d' (got {target!r})")
-    native = part[part["freq"] == target]
-    finer = [f for f in _CRYPTO_INTRADAY if pd.Timedelta(f) < pd.Timedelta(target)]
-    missing = part[part["freq"].isin(finer) & ~part["symbol"].isin(native["symbol"].unique())]
-    if not missing.empty:
-        finest = min(missing["freq"].unique(), key=pd.Timedelta)  # a symbol may have 1min and 5min
-        resampled = resample_ohlcv(missing[missing["freq"] == finest], target)
-        native = pd.concat([native, resampled], ignore_index=True)
-    return native, _NF_FREQ[target]
+    rank = _usable(part["freq"].unique(), target)
+    part = part[part["freq"].isin(list(rank))]
+    keys = part["freq"].map(rank)
+    chosen = part[keys == keys.groupby(part["symbol"]).transform("min")]
+    native, finer = chosen[chosen["freq"] == target], chosen[chosen["freq"] != target]
+    if not finer.empty:
+        resampled = resample_ohlcv(finer.assign(ts=pd.to_datetime(finer["ts"], utc=True)), step)
+        if target == DAILY_BAR_FREQ and class_freq(asset_class) == "B":  # a business-day model has no weekend
+            resampled = resampled[resampled["ts"].dt.dayofweek < 5]  # bins (after-hours / Sunday-open minutes)
+        native = pd.concat([native, resampled.assign(asset_class=asset_class, freq=target)], ignore_index=True)
+    if target == DAILY_BAR_FREQ:
+        return native, class_freq(asset_class) if asset_class != "crypto" else "D"
+    return native, _NF_FREQ.get(target, target)
+
+
+def _usable(freqs, target: str) -> dict[str, pd.Timedelta]:
+    """The bar frequencies usable at model frequency ``target``, ranked: native first (0), then the finer
+    ones that divide it evenly, finest first. Coarser, non-dividing and unknown frequencies are left out."""
+    step = freq_step(target)
+    rank = {}
+    for freq in freqs:
+        try:
+            bar = freq_step(freq)
+        except ValueError:  # not a bar frequency (CatalogError is a ValueError)
+            continue
+        if freq == target:
+            rank[freq] = pd.Timedelta(0)
+        elif bar < step and step % bar == pd.Timedelta(0):
+            rank[freq] = bar
+    return rank
 
 
 def to_training_frame(
@@ -146,8 +177,8 @@ def to_training_frame(
 
     ``ds`` is tz-naive UTC, rows sorted by ``(unique_id, ds)``, duplicates
     (same symbol and timestamp, e.g. from two sources) keep the last row.
-    ``freq`` overrides the class's bar frequency (crypto: '1min', '5min', '1h'
-    or '1d'; equities/fx: '1h' for their hourly bars). Series shorter than ``min_length`` (default: the class spec's
+    ``freq`` overrides the class's model frequency (any bar frequency, e.g. '1min',
+    '1h' or '1d'; see :func:`select_bars`). Series shorter than ``min_length`` (default: the class spec's
     ``min_length`` = input_size + val + test windows + h) are dropped; with
     ``max_series`` only the most recent, then longest, series are kept (ties by
     name). The neuralforecast frequency alias is stored in ``frame.attrs['freq']``.

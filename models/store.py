@@ -9,6 +9,7 @@ Dagster run never fail each other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -42,14 +43,21 @@ def model_name(asset_class: str, target: str) -> str:
 
 def mlflow_uri(home: str | None = None) -> str:
     """The MLflow tracking and registry URI (sqlite under the home)."""
-    return f"sqlite:///{tradecast_home(home) / 'mlflow.db'}"
+    from models.rehome import rehome
+
+    root = tradecast_home(home)
+    rehome(root)  # a moved or restored home: its artifact locations point at itself, not the original
+    return f"sqlite:///{root / 'mlflow.db'}"
 
 
-DDL = """
+# a symbol may exist in two asset classes (a ticker and a coin): bars are keyed on the class too
+BARS_KEY = ["asset_class", "symbol", "freq", "ts"]
+_BARS_DDL = """
 CREATE TABLE IF NOT EXISTS bars (
     ts TIMESTAMPTZ NOT NULL, symbol VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, freq VARCHAR NOT NULL,
     open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, close DOUBLE NOT NULL, volume DOUBLE,
-    source VARCHAR NOT NULL, source_row BIGINT, PRIMARY KEY (symbol, freq, ts));
+    source VARCHAR NOT NULL, source_row BIGINT, PRIMARY KEY (asset_class, symbol, freq, ts));"""
+DDL = _BARS_DDL + """
 CREATE TABLE IF NOT EXISTS symbols (
     symbol VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, sector VARCHAR, company VARCHAR,
     source VARCHAR NOT NULL, PRIMARY KEY (symbol, asset_class));
@@ -66,6 +74,8 @@ CREATE TABLE IF NOT EXISTS source_loads (
     source VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, asset_class VARCHAR, path VARCHAR,
     rows_read BIGINT NOT NULL, rows_accepted BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
     run_id VARCHAR, loaded_at TIMESTAMPTZ NOT NULL);
+ALTER TABLE source_loads ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE source_loads ADD COLUMN IF NOT EXISTS rows_stored BIGINT;
 CREATE TABLE IF NOT EXISTS training_frames (
     asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, unique_id VARCHAR NOT NULL, ds TIMESTAMP NOT NULL,
     y DOUBLE NOT NULL, PRIMARY KEY (asset_class, target, unique_id, ds));
@@ -125,7 +135,7 @@ COLUMNS = {
     "quarantine": ["table_name", "source", "source_file", "source_row", "asset_class", "reasons", "raw", "run_id",
                    "quarantined_at"],
     "source_loads": ["source", "table_name", "asset_class", "path", "rows_read", "rows_accepted",
-                     "rows_quarantined", "run_id", "loaded_at"],
+                     "rows_quarantined", "run_id", "loaded_at", "kind", "rows_stored"],
     "training_frames": ["asset_class", "target", "unique_id", "ds", "y"],
     "model_evaluations": ["model_name", "version", "asset_class", "target", "model", "mse", "mae", "mase",
                           "coverage_80", "n_windows", "n_series", "h", "step", "train_end", "test_start", "run_id",
@@ -145,15 +155,76 @@ COLUMNS = {
 }
 
 
+class StorageError(RuntimeError):
+    """The warehouse cannot be opened or written; the message names the file and the root cause."""
+
+
+def _marker(path) -> Path:
+    return Path(f"{path}.corrupt")
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "corrupt" in text or "checksum" in text or "not a valid duckdb database" in text
+
+
+def storage_error(path, exc: BaseException, doing: str) -> StorageError:
+    """A `StorageError` naming ``path`` and the root cause; a corrupt file is marked so nothing writes into it."""
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if _is_corruption(exc):
+        _marker(path).write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')} while {doing}: {cause}\n")
+        return StorageError(f"{path}: the DuckDB warehouse is damaged ({cause}). Nothing more is written into it: "
+                            f"restore it from a backup (or move it aside for a fresh load), then delete {_marker(path)}")
+    return StorageError(f"{path}: {doing} failed: {cause}")
+
+
 def connect(path, read_only: bool = False) -> "duckdb.DuckDBPyConnection":
-    """A connection with the schema in place and timestamps shown in UTC."""
+    """A connection with the schema in place and timestamps shown in UTC. A file that failed to open cleanly, or
+    was found damaged before (marker ``<file>.corrupt``), is never opened for writing."""
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only and _marker(path).exists():
+        raise StorageError(f"{path}: marked damaged ({_marker(path).read_text().strip()}); restore it from a backup "
+                           f"(or move it aside), then delete {_marker(path)}")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise  # another process writes: `open_waiting` waits for it
+        raise storage_error(path, exc, "opening the warehouse") from exc
+    except duckdb.Error as exc:
+        raise storage_error(path, exc, "opening the warehouse") from exc
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
-        con.execute(DDL)
+        try:
+            con.execute(DDL)
+            _rekey_bars(con)
+        except duckdb.Error as exc:
+            con.close()
+            raise storage_error(path, exc, "preparing the schema") from exc
     return con
+
+
+def _rekey_bars(con) -> None:
+    """A warehouse made before `bars` was keyed on asset_class keeps its old primary key (the DDL only creates
+    missing tables): rebuild the table with BARS_KEY once, rows unchanged, in one transaction."""
+    keys = con.execute("""SELECT constraint_column_names FROM duckdb_constraints()
+                          WHERE database_name = current_database() AND schema_name = current_schema()
+                            AND table_name = 'bars' AND constraint_type = 'PRIMARY KEY'""").fetchall()
+    # fetchall, not fetchone: DuckDB 2 refuses `register` on a connection with an unfinished result
+    if not keys or list(keys[0][0]) == BARS_KEY:
+        return
+    cols = ", ".join(COLUMNS["bars"])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_BARS_DDL.replace("EXISTS bars", "EXISTS bars_rekeyed"))
+        con.execute(f"INSERT INTO bars_rekeyed ({cols}) SELECT {cols} FROM bars")
+        con.execute("DROP TABLE bars")
+        con.execute("ALTER TABLE bars_rekeyed RENAME TO bars")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def insert_frame(con, table: str, frame: "pd.DataFrame") -> int:
@@ -162,8 +233,11 @@ def insert_frame(con, table: str, frame: "pd.DataFrame") -> int:
     con.register("_staged", frame[cols])
     try:
         con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _staged")
-    finally:
-        con.unregister("_staged")
+    except BaseException:
+        with contextlib.suppress(Exception):  # an aborted transaction refuses this too: keep the real error
+            con.unregister("_staged")
+        raise
+    con.unregister("_staged")
     return len(frame)
 
 
@@ -176,8 +250,6 @@ def replace_where(con, table: str, frame: "pd.DataFrame", where: dict[str, Any])
 
 def read_df(con, sql: str, params: list | None = None) -> "pd.DataFrame":
     return con.execute(sql, params or []).df()
-
-
 
 
 def open_waiting(path, read_only: bool = False, lock_wait_s: float = 15.0) -> "duckdb.DuckDBPyConnection":

@@ -4,6 +4,10 @@ Without --csv it materializes `benchmark_report` for each asset class through Da
 rows and the MLflow runs are the same as from the UI), loading the bundled data first when the warehouse has
 none; with --csv it benchmarks any wide LTSF or long (unique_id, ds, y) file directly. Either way it writes
 `<out>/<name>.json` (schema tradecast.benchmark/1) and `<out>/<name>.md`.
+
+The time caps are options (`--train-cap`, `--eval-cap`, `--no-caps`; defaults: the profile's). A model whose
+requested steps a cap cut short (or whose test windows the evaluation cap thinned) is named in a WARNING line at
+the very end of the output, not only in the table's note.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from pathlib import Path
 
 import click
 
+from models.benchmark.specs import BUDGETS
+
 ASSET_CLASSES = ("crypto", "equities", "fx")
+CAPS = ", ".join(f"{p} {b.train_cap_s:g} s / {b.eval_cap_s:g} s" for p, b in BUDGETS.items())
 
 
 def _write(out: Path, name: str, results, latency, budget, title: str) -> None:
@@ -32,14 +39,22 @@ def _write(out: Path, name: str, results, latency, budget, title: str) -> None:
     click.echo(f"\nwrote {out / f'{name}.json'} and {out / f'{name}.md'}")
 
 
+def _warn(results, budget) -> None:
+    """The cap warnings, last (stderr), so a cut-short run cannot pass for the requested one."""
+    from models.benchmark.report import cap_warnings
+
+    for line in cap_warnings(results, budget):
+        click.echo(line, err=True)
+
+
 def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, models: str | None, seed: int,
-            run: bool = True):
-    from pipelines.cli import _run_job
+            caps: dict, run: bool = True):
+    from pipelines.cli import run_job
     from resources import Settings, Warehouse
 
     wh = Warehouse(settings=Settings())
     config = {"profile": profile, "seed": seed, **({"max_steps": steps} if steps else {}),
-              **({"models": models.split(",")} if models else {})}
+              **({"models": models.split(",")} if models else {}), **{k: v for k, v in caps.items() if v}}
     ids = []
     for asset_class in asset_classes:
         if not run:
@@ -51,9 +66,9 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
             continue
         if wh.query("SELECT count(*) AS n FROM bars WHERE asset_class = ?", [asset_class]).n.iloc[0] == 0:
             click.echo(f"ingest_job [{asset_class}] (no bars yet) ...")
-            _run_job("ingest_job", asset_class)
+            run_job("ingest_job", asset_class)
         click.echo(f"benchmark_job [{asset_class}] ({profile}) ...")
-        _run_job("benchmark_job", asset_class, {"ops": {"benchmark_report": {"config": config}}})
+        run_job("benchmark_job", asset_class, {"ops": {"benchmark_report": {"config": config}}})
         ids.append(wh.query("SELECT bench_id FROM benchmark_results WHERE asset_class = ? ORDER BY created_at DESC "
                             "LIMIT 1", [asset_class]).bench_id.iloc[0])
     results = wh.query("SELECT * FROM benchmark_results WHERE list_contains(?, bench_id) ORDER BY dataset", [ids])
@@ -80,11 +95,21 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
 @click.option("--split", default="0.7,0.1,0.2", show_default=True, help="train,validation,test fractions (--csv).")
 @click.option("--max-series", type=int, default=None, help="Use at most this many series of the file.")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--train-cap", "train_cap", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help=f"Training time cap per model (default: the profile's; training / evaluation caps: {CAPS}). A "
+                   "model it stops short of --steps is reported with a WARNING at the end.")
+@click.option("--eval-cap", "eval_cap", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Evaluation time cap per model: beyond it fewer, evenly spaced test windows are scored "
+                   "(default: the profile's).")
+@click.option("--no-caps", is_flag=True,
+              help="No training or evaluation time cap: every model trains all --steps and scores every test "
+                   "window (the latency sweep keeps its budget and names the batch sizes it skipped).")
 @click.option("--report-only", is_flag=True,
               help="Write the files from the latest results of this profile in the warehouse; run nothing.")
 def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: str, csv_path: str | None,
           date_col: str, freq: str | None, h: int | None, input_size: int | None, models: str | None,
-          steps: int | None, split: str, max_series: int | None, seed: int, report_only: bool) -> None:
+          steps: int | None, split: str, max_series: int | None, seed: int, train_cap: float | None,
+          eval_cap: float | None, no_caps: bool, report_only: bool) -> None:
     """Compare NHITS with PatchTST, iTransformer, TimesNet and TiDE beside the naive baselines."""
     from models.benchmark.runner import device_of
     from models.benchmark.specs import budget_for
@@ -94,20 +119,25 @@ def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: s
         chosen = parse_models(models)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--models") from None
+    if no_caps and (train_cap or eval_cap):
+        raise click.BadParameter("--no-caps cannot be combined with --train-cap / --eval-cap", param_hint="--no-caps")
+    caps = {"train_cap_s": train_cap, "eval_cap_s": eval_cap, "no_caps": no_caps}
     device = device_of("auto")
     if csv_path is None:
-        results, latency = _market(profile, asset_classes or ASSET_CLASSES, steps, ",".join(chosen), seed,
+        results, latency = _market(profile, asset_classes or ASSET_CLASSES, steps, ",".join(chosen), seed, caps,
                                    run=not report_only)
-        budget = budget_for(profile, max_steps=steps, seed=seed)
+        budget = budget_for(profile, max_steps=steps, seed=seed, **caps)
         _write(Path(out), name or f"{profile}-{device}", results, latency, dataclasses.asdict(budget),
                f"Benchmark on the bundled market data ({profile} profile, {device})")
+        _warn(results, None if report_only else budget)
         return
     results, latency, budget, label = _csv(csv_path, profile, date_col, freq, h, input_size, chosen, steps, split,
-                                           max_series, seed)
+                                           max_series, seed, caps)
     _write(Path(out), name or label, results, latency, dataclasses.asdict(budget), f"Benchmark on {csv_path}")
+    _warn(results, budget)
 
 
-def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max_series, seed):
+def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max_series, seed, caps):
     from models.benchmark.datasets import split_protocol
     from models.benchmark.ltsf import LTSFError, read_benchmark_csv
     from models.benchmark.runner import run_benchmark
@@ -119,7 +149,7 @@ def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max
         fractions = tuple(float(x) for x in split.split(","))
     except ValueError:
         raise click.BadParameter(f"expected three fractions like 0.7,0.1,0.2 (got {split!r})", param_hint="--split")
-    budget = budget_for(profile, max_steps=steps, seed=seed, max_series=max_series)
+    budget = budget_for(profile, max_steps=steps, seed=seed, max_series=max_series, **caps)
     if max_series is None:
         budget = budget.replace(max_series=None)
     label = f"{Path(path).name.split('.')[0]}-h{h}"

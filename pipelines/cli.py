@@ -12,42 +12,58 @@ from pipelines.registration import register_file
 
 ASSET_CLASSES = ("equities", "crypto", "fx")
 TARGETS = ("close", "volatility")
-GATE = "check_nhits_model_beats_champion_and_baselines"
+GATE = "champion_model"  # the promotion gate: its materialization carries the decision ("promoted" / "refused: ...")
 
 
-def _run_job(name: str, partition=None, run_config: dict | None = None):
-    """Execute a job of the code location in this process, recorded in the tradecast instance."""
+def run_job(name: str, partition=None, run_config: dict | None = None, echo=click.echo):
+    """Execute a job of the code location in this process, recorded in the tradecast instance.
+
+    Before it starts, dead runs are failed and their writer slots freed, and while the `duckdb_writer` pool is
+    held it waits saying by whom and since when (`pipelines.run_guard`); the run carries this process's pid."""
+    import uuid
+
     import dagster as dg
 
+    from assets.common import DUCKDB_POOL
     from pipelines.definitions import defs
     from pipelines.instance import ensure_dagster_home
+    from pipelines.run_guard import RunWatch, process_tags, wait_for_pool
 
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, **(run_config or {})})
-    gate = [e for e in result.all_events if e.is_step_failure and "DagsterAssetCheckFailedError" in
-            (e.event_specific_data.error.cls_name or "") and GATE in e.event_specific_data.error.message]
-    if not result.success and not gate:  # a refused promotion is a decision (recorded), not a failure
+        wait_for_pool(instance, DUCKDB_POOL, echo)
+        run_id = str(uuid.uuid4())
+        with RunWatch(instance, run_id, DUCKDB_POOL, echo):
+            result = defs.resolve_job_def(name).execute_in_process(
+                instance=instance, partition_key=partition, raise_on_error=False, run_id=run_id,
+                tags=process_tags(),
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, **(run_config or {})})
+    if not result.success:  # a refused promotion is a decision of a successful run, never a failure
         errors = [e.event_specific_data.error for e in result.all_events
                   if e.is_step_failure and e.event_specific_data and e.event_specific_data.error]
-        root = errors[0] if errors else None
-        while root is not None and root.cause is not None:  # the user's error, not Dagster's wrapper
-            root = root.cause
-        message = root.message.strip() if root else "see the run in the Dagster UI"
-        raise click.ClickException(f"{name}{f' [{partition}]' if partition else ''} failed: {message}")
+        raise click.ClickException(f"{name}{f' [{partition}]' if partition else ''} failed: "
+                                   + (user_error(errors[0]) if errors else "see the run in the Dagster UI"))
     checks = [(c.asset_check_key.name, partition or "-", _verdict(c)) for c in result.get_asset_check_evaluations()]
     failed = [c.asset_check_key.name for c in result.get_asset_check_evaluations()
-              if not c.passed and c.severity.value == "ERROR" and c.asset_check_key.name != GATE]
+              if not c.passed and c.severity.value == "ERROR"]
     if failed:
         raise click.ClickException(f"{name} [{partition}]: checks failed: {failed}")
-    return checks
+    decisions = [(f"{GATE} (promotion gate)", partition or "-", e.materialization.metadata["decision"].value)
+                 for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == GATE]
+    return checks + decisions
+
+
+def user_error(error) -> str:
+    """The first error of a chain that is not Dagster's wrapper, with its own cause when that says more."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    message = error.message.strip()
+    if error.cause is not None and error.cause.message.strip().splitlines()[0] not in message:
+        message += f" (cause: {error.cause.message.strip().splitlines()[0]})"
+    return message
 
 
 def _verdict(evaluation) -> str:
-    if evaluation.asset_check_key.name == GATE:
-        return "promote" if evaluation.passed else "refused: champion stays"
     return "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
 
 
@@ -132,12 +148,12 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
     checks = []
     for asset_class in asset_classes or ASSET_CLASSES:
         click.echo(f"ingest_job [{asset_class}] ...")
-        checks += _run_job("ingest_job", asset_class, _ingest_config(max_rows, ["market_bars"]))
+        checks += run_job("ingest_job", asset_class, _ingest_config(max_rows, ["market_bars"]))
     click.echo("events_job ...")
-    checks += _run_job("events_job", run_config=_ingest_config(max_rows, ["news_events", "macro_events"]))
+    checks += run_job("events_job", run_config=_ingest_config(max_rows, ["news_events", "macro_events"]))
     for asset_class in asset_classes or ASSET_CLASSES:
         click.echo(f"event_features_job [{asset_class}] ...")
-        checks += _run_job("event_features_job", asset_class)
+        checks += run_job("event_features_job", asset_class)
     import dagster as dg
 
     train_config = {"ops": {"nhits_model": {"config": {"profile": profile, **({"max_steps": steps} if steps else {})}}}}
@@ -145,16 +161,16 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
         for target in TARGETS:
             key = dg.MultiPartitionKey({"asset_class": asset_class, "target": target})
             click.echo(f"train_job + forecast_job + export_job [{asset_class}|{target}] ...")
-            checks += _run_job("train_job", key, train_config)
-            checks += _run_job("forecast_job", key)
-            checks += _run_job("export_job", key)
+            checks += run_job("train_job", key, train_config)
+            checks += run_job("forecast_job", key)
+            checks += run_job("export_job", key)
     click.echo("\nRows per source\n")
     _print_loads()
     click.echo("\nAsset checks\n")
     click.echo(tabulate(checks, headers=["check", "partition", "result"], tablefmt="pipe"))
     for asset_class in asset_classes or ASSET_CLASSES:
         click.echo(f"benchmark_job [{asset_class}] (quick) ...")
-        checks += _run_job("benchmark_job", asset_class)
+        checks += run_job("benchmark_job", asset_class)
     click.echo("\nModels (test windows after the training period; MASE < 1 beats the in-sample naive)\n")
     _print_models()
     click.echo("\nBenchmark, quick profile (full tables: the benchmark_report asset, or `make bench`)\n")
@@ -180,7 +196,7 @@ def _print_serving() -> None:
         arms = ", ".join(f"{a}={g.primary.label}" for a, g in service.arms().items())
         click.echo(f"crypto|{target}: {stats.ticks} ticks, tick -> forecast p50 {stats.p50_ms:.2f} ms, p99 "
                    f"{stats.p99_ms:.2f} ms; {arms}")
-    _run_job("live_report_job")
+    run_job("live_report_job")
     from resources import Settings, Warehouse
     from serving.live import ab_summary
 
@@ -193,36 +209,49 @@ def _print_serving() -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--asset-class", type=click.Choice(ASSET_CLASSES), help="Asset class of a bar file.")
-@click.option("--freq", type=click.Choice(["1d", "1h", "5min", "1min"]), default=None,
-              help="Bar frequency (default: inferred from the timestamps).")
+@click.option("--freq", default=None,
+              help="Bar frequency, whole minutes up to a day: 1min, 15min, 30min, 4h, 1d, ... (default: inferred "
+                   "from the timestamps; a --freq they contradict is refused).")
 @click.option("--table", type=click.Choice(["bars", "news_events"]), default="bars", show_default=True)
 @click.option("--map", "mapping", default="", help="Column mapping canonical=file, e.g. ts=Date,close=Close.")
 @click.option("--symbol", default=None, help="Symbol for every row (a file with one instrument).")
 @click.option("--ts-format", default=None, help="strptime format of the timestamps, or 'epoch'.")
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone of naive timestamps.")
-@click.option("--name", default=None, help="Source name (default: user_<file stem>).")
+@click.option("--name", default=None,
+              help="Source name: 1-64 lowercase letters, digits, '_' or '-' (default: user_<file stem>).")
+@click.option("--trades", is_flag=True, default=False,
+              help="FILE holds trades (ts,symbol,price,amount): aggregate them into OHLCV bars of --bar.")
+@click.option("--bar", default=None, help="Bar frequency built from --trades, e.g. 1min, 5min, 1h.")
 def ingest(file: str, asset_class: str | None, freq: str | None, table: str, mapping: str, symbol: str | None,
-           ts_format: str | None, timezone: str, name: str | None) -> None:
+           ts_format: str | None, timezone: str, name: str | None, trades: bool, bar: str | None) -> None:
     """Register FILE as a source and load it (its whole partition is reloaded atomically).
 
     The file is copied under $TRADECAST_HOME/sources/ with its catalog entry, so later runs and the
-    UI see it too. Canonical columns: ts,symbol,open,high,low,close,volume (bars) or ts,symbol,headline
-    (news). Your rows win over bundled rows with the same (symbol, freq, ts).
+    UI see it too. Canonical columns: ts,symbol,open,high,low,close,volume (bars), ts,symbol,price,amount
+    (--trades) or ts,symbol,headline (news). Your rows win over bundled rows with the same
+    (asset_class, symbol, freq, ts).
     """
     from ingest.catalog import CatalogError
     from ingest.readers import SourceFileError
 
     try:
         spec = register_file(file, table=table, asset_class=asset_class, freq=freq, mapping=mapping,
-                             symbol=symbol, ts_format=ts_format, timezone=timezone, name=name)
+                             symbol=symbol, ts_format=ts_format, timezone=timezone, name=name, trades=trades, bar=bar)
     except (CatalogError, SourceFileError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"registered source '{spec.name}' ({spec.table}, {spec.asset_class or '-'}, {spec.freq or '-'})")
+    kind = ", from trades" if spec.kind == "trades" else ""
+    click.echo(f"registered source '{spec.name}' ({spec.table}, {spec.asset_class or '-'}, {spec.freq or '-'}{kind})")
     if table == "bars":
-        _run_job("ingest_job", spec.asset_class)
+        run_job("ingest_job", spec.asset_class)
     else:
-        _run_job("events_job")
+        run_job("events_job")
     _print_loads([spec.name])
+    if spec.kind == "trades":
+        from resources import Settings, Warehouse
+
+        load = Warehouse(settings=Settings()).query("SELECT rows_stored FROM source_loads WHERE source = ?",
+                                                    [spec.name])
+        click.echo(f"{spec.name}: counts are trades; they built {int(load.rows_stored.iloc[0])} {spec.freq} bars")
 
 
 from pipelines.bench_cli import bench  # noqa: E402  (modules of their own; registered on the group here)

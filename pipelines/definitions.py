@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.benchmark_report import benchmark_report
-from assets.champion_model import champion_model, check_nhits_model_beats_champion_and_baselines
+from assets.champion_model import champion_model
 from assets.drift_metrics import drift_metrics
 from assets.event_features import event_features
 from assets.forecasts import forecasts
@@ -30,7 +30,7 @@ defs = dg.Definitions(
             forecasts, benchmark_report, drift_metrics, event_features, onnx_model, live_metrics, live_ab_report],
     asset_checks=[
         check_market_bars_ohlc_consistent, check_market_bars_no_large_gaps, check_market_bars_coverage,
-        check_news_events_sentiment_range, check_nhits_model_beats_champion_and_baselines,
+        check_news_events_sentiment_range,
         *(build_reconcile_check(a) for a in (market_bars, news_events, macro_events)),
     ],
     jobs=[ingest_job, events_job, event_features_job, train_job, forecast_job, export_job, retrain_job, benchmark_job,

@@ -34,17 +34,17 @@ def _choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
 
 
 def _load_tables():
-    from pipelines.cli import _run_job
+    from pipelines.cli import run_job
     from resources import Settings, Warehouse
 
     wh = Warehouse(settings=Settings())
     if wh.query("SELECT count(*) AS n FROM bars WHERE asset_class = 'equities'").n.iloc[0] == 0:
         click.echo("ingest_job [equities] (no equities bars yet) ...")
-        _run_job("ingest_job", "equities")
+        run_job("ingest_job", "equities")
     if (wh.query("SELECT count(*) AS n FROM news_events").n.iloc[0] == 0
             or wh.query("SELECT count(*) AS n FROM macro_events").n.iloc[0] == 0):
         click.echo("events_job (no news or macro events yet) ...")
-        _run_job("events_job")
+        run_job("events_job")
     bars = wh.query("SELECT * FROM bars WHERE asset_class = 'equities' AND freq = '1d' ORDER BY symbol, ts")
     news = wh.query("SELECT ts, source, symbol, sentiment FROM news_events")
     macro = wh.query("SELECT ts, event_type, scheduled, policy_surprise FROM macro_events")

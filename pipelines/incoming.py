@@ -3,22 +3,24 @@
 
 Where the asset class comes from, first match wins:
 1. a sidecar `<file>.yaml` with the `tradecast ingest` options (`table`, `asset_class`, `freq`, `map`, `symbol`,
-   `ts_format`, `timezone`, `name`): any format the catalog can read;
+   `ts_format`, `timezone`, `name`, `trades`, `bar`): any format the catalog can read;
 2. the folder: `incoming/<equities|crypto|fx>/file.csv` (bars) or `incoming/news/file.csv` (news_events);
 3. the header: a `headline` column means news; for bars, the symbols already in the warehouse name the class.
 Registered files move to `incoming/done/`; a file that cannot be used moves to `incoming/rejected/` with
-`<file>.reason.txt` beside it saying why.
+`<file>.reason.txt` beside it saying why. Symbolic links (to a file or a folder), and files whose sidecar is one,
+are never followed: the link itself is moved to `rejected/`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 ASSET_CLASSES = ("equities", "crypto", "fx")
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
-_OPTIONS = ("table", "asset_class", "freq", "map", "symbol", "ts_format", "timezone", "name")
+_OPTIONS = ("table", "asset_class", "freq", "map", "symbol", "ts_format", "timezone", "name", "trades", "bar")
 
 
 @dataclass(frozen=True)
@@ -34,24 +36,27 @@ class Outcome:
 def incoming_dir(home: Path) -> Path:
     path = home / "incoming"
     for sub in ("", "done", "rejected"):
+        if (path / sub).is_symlink():  # files are moved there: never to wherever a link points
+            raise ValueError(f"{path / sub} is a symbolic link: make it a plain folder inside {home}")
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
 
 
 def pending(root: Path) -> list[Path]:
-    """Data files waiting in `incoming/` and its class folders (not done/, rejected/, hidden or partial files)."""
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).parts
-        if not path.is_file() or rel[0] in ("done", "rejected") or any(p.startswith(".") for p in rel):
-            continue
-        if path.name.endswith(SUFFIXES):
-            files.append(path)
-    return files
+    """Data files waiting in `incoming/` and its class folders (not done/, rejected/, hidden or partial files),
+    and any symbolic link among them (to a folder too): links are listed, never followed."""
+    found = []
+    for folder, dirs, names in os.walk(root):  # followlinks=False: a linked folder is listed, not entered
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here == root and d in ("done", "rejected")))
+        found += [here / d for d in dirs if (here / d).is_symlink()]
+        found += [here / n for n in names if not n.startswith(".")
+                  and (n.endswith(SUFFIXES) or (here / n).is_symlink() and not n.endswith(".yaml"))]
+    return sorted(found)
 
 
 def file_key(root: Path, path: Path) -> str:
-    stat = path.stat()
+    stat = path.lstat()  # the link itself, not its target
     return f"{path.relative_to(root)}:{stat.st_size}:{int(stat.st_mtime_ns)}"
 
 
@@ -59,12 +64,32 @@ def _options(root: Path, path: Path, known_symbols: dict[str, str]) -> dict:
     import pandas as pd
     import yaml
 
+    from ingest.catalog import check_name
+    from ingest.readers import open_data, read_header
+
     sidecar = path.with_name(path.name + ".yaml")
+    if sidecar.is_symlink():
+        raise ValueError(f"{sidecar.name}: the sidecar is a symbolic link; links are not followed: put the options "
+                         "file itself beside the data file")
     if sidecar.exists():
-        opts = yaml.safe_load(sidecar.read_text()) or {}
+        try:
+            opts = yaml.safe_load(sidecar.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{sidecar.name}: not valid YAML text ({str(exc).splitlines()[0]}); use `option: value` "
+                             "lines") from None
+        if not isinstance(opts, dict):
+            raise ValueError(f"{sidecar.name}: expected `option: value` lines; use {list(_OPTIONS)}")
         unknown = sorted(set(opts) - set(_OPTIONS))
         if unknown:
             raise ValueError(f"{sidecar.name}: unknown option(s) {unknown}; use {list(_OPTIONS)}")
+        wrong = sorted(k for k, v in opts.items() if v is not None and not isinstance(
+            v, bool if k == "trades" else (str, int, float)))
+        if wrong:
+            raise ValueError(f"{sidecar.name}: option(s) {wrong} must be plain values (`trades`: true or false; the "
+                             "others text), not lists or mappings")
+        opts = {k: v if k == "trades" or v is None else str(v) for k, v in opts.items()}
+        if opts.get("name") is not None:
+            check_name(opts["name"], f"{sidecar.name}: name")
         return opts
     folder = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
     if folder == "news":
@@ -73,11 +98,12 @@ def _options(root: Path, path: Path, known_symbols: dict[str, str]) -> dict:
         return {"table": "bars", "asset_class": folder}
     if folder is not None:
         raise ValueError(f"unknown folder '{folder}': use incoming/<{'|'.join(ASSET_CLASSES)}>/ or incoming/news/")
-    header = list(pd.read_csv(path, nrows=50, compression="infer").columns)
+    header = read_header(path)  # bounded, like every read of a source file: a bomb or a huge line is refused
     if "headline" in header:
         return {"table": "news_events"}
     if "symbol" in header:
-        symbols = pd.read_csv(path, usecols=["symbol"], compression="infer")["symbol"].astype(str).unique()
+        with open_data(path) as fh:
+            symbols = pd.read_csv(fh, usecols=["symbol"], dtype=str)["symbol"].unique()
         classes = {known_symbols[s] for s in symbols if s in known_symbols}
         if len(classes) == 1:
             return {"table": "bars", "asset_class": classes.pop()}
@@ -98,11 +124,17 @@ def process(root: Path, known_symbols: dict[str, str], seen: set[str], settings=
         if key in seen:
             continue
         try:
+            if path.is_symlink():
+                raise ValueError(f"{rel} is a symbolic link (to {os.readlink(path)}); links are not followed: copy "
+                                 "the file itself into incoming/")
+            if not path.is_file():  # opening a FIFO would wait for a writer: the sensor would hang
+                raise ValueError(f"{rel} is not a regular file (a FIFO, socket or device): only plain files are read")
             opts = _options(root, path, known_symbols)
             spec = register_file(str(path), table=opts.get("table", "bars"), asset_class=opts.get("asset_class"),
                                  freq=opts.get("freq"), mapping=opts.get("map", ""), symbol=opts.get("symbol"),
                                  ts_format=opts.get("ts_format"), timezone=opts.get("timezone", "UTC"),
-                                 name=opts.get("name"), settings=settings)
+                                 name=opts.get("name"), trades=bool(opts.get("trades", False)), bar=opts.get("bar"),
+                                 settings=settings)
         except (CatalogError, SourceFileError, ValueError, OSError) as exc:
             _move(path, root / "rejected", reason=str(exc))
             out.append(Outcome(rel, key, rejected=str(exc)))
@@ -113,12 +145,13 @@ def process(root: Path, known_symbols: dict[str, str], seen: set[str], settings=
 
 
 def _move(path: Path, target_dir: Path, reason: str | None = None) -> None:
+    """Move `path` (a link: the link itself) and its sidecar into `target_dir`."""
     target = target_dir / path.name
-    if target.exists():  # keep earlier files of the same name
-        target = target_dir / f"{path.stem}.{target.stat().st_mtime_ns}{path.suffix}"
-    shutil.move(str(path), target)
+    if os.path.lexists(target):  # keep earlier files of the same name
+        target = target_dir / f"{path.stem}.{target.lstat().st_mtime_ns}{path.suffix}"
+    shutil.move(str(path), str(target))  # a link moves as a link (its target stays where it is)
     sidecar = path.with_name(path.name + ".yaml")
-    if sidecar.exists():
-        shutil.move(str(sidecar), target.with_name(target.name + ".yaml"))
+    if os.path.lexists(sidecar):
+        shutil.move(str(sidecar), str(target.with_name(target.name + ".yaml")))
     if reason is not None:
         target.with_name(target.name + ".reason.txt").write_text(reason + "\n")

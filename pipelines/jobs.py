@@ -7,10 +7,10 @@ from assets.champion_model import champion_model
 from assets.common import asset_class_partitions, model_partitions
 from assets.event_features import event_features
 from assets.forecasts import forecasts
+from assets.live_ab_report import live_ab_report
 from assets.macro_events import macro_events
 from assets.market_bars import market_bars
 from assets.news_events import news_events
-from assets.live_ab_report import live_ab_report
 from assets.nhits_model import nhits_model
 from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
@@ -44,7 +44,8 @@ train_job = dg.define_asset_job(
     "train_job",
     selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model),
     partitions_def=model_partitions,
-    description="Build the training frame, train and evaluate NHITS, and promote it if it passes the gate.",
+    description="Build the training frame, train and evaluate NHITS, and decide its promotion (champion_model: "
+                "promoted, or refused: champion stays; either is a successful run).",
     tags={"tradecast/purpose": "train"},
 )
 
@@ -84,7 +85,8 @@ retrain_job = dg.define_asset_job(
     "retrain_job",
     selection=dg.AssetSelection.assets(training_frames, nhits_model, champion_model, forecasts, onnx_model),
     partitions_def=model_partitions,
-    description="Retrain one (asset class, target): fresh training frame, NHITS, the promotion gate, then forecasts "
-                "and the ONNX export of whichever model is champion. Started by the schedules and by drift_sensor.",
+    description="Retrain one (asset class, target): fresh training frame, NHITS, the promotion decision "
+                "(champion_model: promoted, or refused: champion stays), then forecasts and the ONNX export of "
+                "whichever model is champion. Started by the schedules and by drift_sensor.",
     tags={"tradecast/purpose": "retrain"},
 )

@@ -87,4 +87,5 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     "automation_condition_sensor", target=dg.AssetSelection.all(), minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Declarative automation, on by default: `quarantine` and `drift_metrics` follow new bars, "
-                "`forecasts` follow a new champion or training frame.")
+                "`forecasts` follow each promotion decision (`champion_model`, promoted or refused) and "
+                "each new training frame.")

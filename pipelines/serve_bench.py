@@ -2,7 +2,8 @@
 
 1. The pipeline state it needs, through Dagster (so it is the real thing): crypto bars, a trained NHITS version
    of `nhits-crypto-close` (quick profile) and its ONNX export.
-2. Every inference path side by side at B = 1/16/64/256 (:mod:`serving.bench`), and the INT8 accuracy change.
+2. Every inference path side by side at B = 1/16/64/256 (:mod:`serving.bench`), and the accuracy of the fast
+   paths (the INT8 change) on the version's post-training windows only (`--only accuracy`: just this part).
 3. Over HTTP: `tradecast serve --cold` in a subprocess; replay bars into it (tick -> forecast), then 50 clients
    on GET /forecast (paced 20 req/s each, and back-to-back) and on POST /predict; in process: the replay again.
 4. The issue's targets, each with measured value and the factor by which it was missed.
@@ -15,9 +16,10 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ASSET_CLASS, TARGET = "crypto", "close"
 
@@ -25,7 +27,7 @@ ASSET_CLASS, TARGET = "crypto", "close"
 def _ensure_model(echo: Callable[[str], None]) -> None:
     import dagster as dg
 
-    from pipelines.cli import _run_job
+    from pipelines.cli import run_job
     from resources import ModelRegistry, Settings, Warehouse
     from resources.registry import model_name
 
@@ -34,14 +36,14 @@ def _ensure_model(echo: Callable[[str], None]) -> None:
     key = dg.MultiPartitionKey({"asset_class": ASSET_CLASS, "target": TARGET})
     if wh.query("SELECT count(*) AS n FROM bars WHERE asset_class = ?", [ASSET_CLASS]).n.iloc[0] == 0:
         echo("ingest_job [crypto] (no bars yet) ...")
-        _run_job("ingest_job", ASSET_CLASS)
+        run_job("ingest_job", ASSET_CLASS)
     name = model_name(ASSET_CLASS, TARGET)
     versions = registry.client().search_model_versions(f"name = '{name}'")
     if not any(v.tags.get("model_kind") == "nhits" for v in versions):
         echo("train_job [crypto|close] (no NHITS version yet) ...")
-        _run_job("train_job", key)
+        run_job("train_job", key)
     echo("export_job [crypto|close] ...")
-    _run_job("export_job", key)
+    run_job("export_job", key)
 
 
 def _nhits_version(registry: Any, name: str) -> Any:
@@ -100,17 +102,20 @@ def _http(duration: float, clients: int, share: float, input_size: int, echo: Ca
             "get_forecast_saturated": saturated, "post_predict_paced": predict}
 
 
-def run_serving_benchmark(*, duration: float, clients: int, name: str | None, out: str,
+def run_serving_benchmark(*, duration: float, clients: int, name: str | None, out: str, only: str = "all",
                           echo: Callable[[str], None] = print) -> dict:
+    """The whole benchmark, or with ``only='accuracy'`` just the accuracy of the fast paths on the version's
+    post-training windows (a minute: no latency sweep, HTTP or replay), written as ``serve-accuracy-<device>``."""
     import torch
 
     from assets.nhits_model import read_frame
+    from assets.onnx_model import version_train_end
     from models.store import model_name
     from resources import ModelRegistry, Settings, Warehouse
     from serving.bench import accuracy, check_targets, event_latency, latency_table, paths
-    from serving.export import check_windows
     from serving.replay import ServiceSink, replay, warehouse_ticks
     from serving.service import ForecastService, ServiceConfig
+    from serving.windows import check_windows
 
     _ensure_model(echo)
     settings = Settings()
@@ -120,14 +125,23 @@ def run_serving_benchmark(*, duration: float, clients: int, name: str | None, ou
     nf = registry.load(mname, version.version).unwrap_python_model().nf
     model = nf.models[0]
     frame = read_frame(wh, ASSET_CLASS, TARGET)
-    windows, actuals, _ = check_windows(frame, model.input_size, model.h)
+    # latency: any real windows (in-sample included); accuracy: post-training windows only (serving.bench.accuracy)
+    checks = check_windows(frame, model.input_size, model.h, train_end=version_train_end(wh, mname, version.version))
     echo(f"{mname} v{version.version}: h={model.h}, input {model.input_size}; torch threads "
-         f"{torch.get_num_threads()}")
+         f"{torch.get_num_threads()}; {checks.describe()}")
+    champion = registry.alias(mname, "champion")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    doc = {"schema": "tradecast.serving-benchmark/1", "created_at": datetime.now(timezone.utc).isoformat(),
+           "model": {"name": mname, "version": version.version, "h": model.h, "input_size": model.input_size,
+                     "config": "hft", "champion_version": champion.version},
+           "machine": {"device": device, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                       "torch_threads": torch.get_num_threads()}}
     with tempfile.TemporaryDirectory() as tmp:
         runs = paths(nf, Path(tmp), frame)
-        acc = accuracy(runs, windows, actuals)
-        rows = latency_table(runs, windows, echo=echo)
-    champion = registry.alias(mname, "champion")
+        doc["accuracy"] = accuracy(runs, checks)
+        if only == "accuracy":
+            return _write(doc, Path(out), name or f"serve-accuracy-{device}", echo)
+        doc["latency"] = latency_table(runs, checks.windows, echo=echo)
     share = 0.0 if champion.version == version.version else 1.0  # the NHITS version answers over HTTP either way
     if share:
         registry.set_alias(mname, "challenger", version.version)
@@ -139,17 +153,12 @@ def run_serving_benchmark(*, duration: float, clients: int, name: str | None, ou
     last = max(b.last_ts for b in service.buffers.buffers.values())
     events = event_latency(service.post_event, last + 60)
     service.stop()
-    targets = check_targets(rows, acc, {"p99_ms": http["get_forecast_paced"]["p99_ms"]})
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    doc = {"schema": "tradecast.serving-benchmark/1", "created_at": datetime.now(timezone.utc).isoformat(),
-           "model": {"name": mname, "version": version.version, "h": model.h, "input_size": model.input_size,
-                     "config": "hft", "champion_version": champion.version},
-           "machine": {"device": device, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                       "torch_threads": torch.get_num_threads()},
-           "latency": rows, "accuracy": acc, "http": http, "replay_in_process": in_process,
-           "events_in_process": events, "targets": targets}
-    name = name or f"serve-{device}"
-    folder = Path(out)
+    doc.update(http=http, replay_in_process=in_process, events_in_process=events,
+               targets=check_targets(doc["latency"], doc["accuracy"], {"p99_ms": http["get_forecast_paced"]["p99_ms"]}))
+    return _write(doc, Path(out), name or f"serve-{device}", echo)
+
+
+def _write(doc: dict, folder: Path, name: str, echo: Callable[[str], None]) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     markdown = to_markdown(doc)
@@ -159,9 +168,30 @@ def run_serving_benchmark(*, duration: float, clients: int, name: str | None, ou
     return doc
 
 
+def _accuracy_markdown(acc: dict) -> list[str]:
+    import pandas as pd
+
+    if acc.get("windows") != "post_training":  # a file written before the windows were named
+        return [("## Accuracy of the fast paths (windows spread over the frame, training period included: "
+                "superseded, see `serve-accuracy-*.md`)"), "",
+                pd.DataFrame({k: v for k, v in acc.items() if isinstance(v, dict)}).T.to_markdown(), ""]
+    gate = acc["int8_vs_fp32"]
+    return [(f"## Accuracy of the fast paths ({acc['n_windows']} post-training windows of "
+            f"{acc['post_training_series']} series: every forecast step after train_end {acc['train_end']})"), "",
+            pd.DataFrame({k: v for k, v in acc.items() if isinstance(v, dict) and "mae" in v}).T.to_markdown(), "",
+            (f"INT8 vs fp32 forecasts ({gate['rule']}): largest {100 * gate['max_series_deviation']:.3g}% "
+            f"({gate['series']})."), ""]
+
+
 def to_markdown(doc: dict) -> str:
     import pandas as pd
 
+    m = doc["model"]
+    head = [f"# Serving benchmark ({doc['machine']['device']}, {doc['machine']['cpu_count']} cores)", "",
+            (f"{m['name']} v{m['version']} ({m['config']}: h={m['h']}, input {m['input_size']}); "
+             f"{doc['created_at']}"), ""]
+    if "latency" not in doc:  # --only accuracy
+        return "\n".join(head + _accuracy_markdown(doc["accuracy"]))
     lat = pd.DataFrame(doc["latency"])
     p50 = lat.pivot(index="path", columns="batch", values="p50_ms")
     p99 = lat.pivot(index="path", columns="batch", values="p99_ms")
@@ -175,13 +205,9 @@ def to_markdown(doc: dict) -> str:
     replays = pd.DataFrame({"in process": doc["replay_in_process"], "HTTP": doc["http"]["replay_http"]}).T
     events = {**{f"in process, {k}": v for k, v in doc["events_in_process"].items()},
               **{f"HTTP, {k}": v for k, v in doc["http"]["events_http"].items()}}
-    m = doc["model"]
-    return "\n".join([
-        f"# Serving benchmark ({doc['machine']['device']}, {doc['machine']['cpu_count']} cores)", "",
-        f"{m['name']} v{m['version']} ({m['config']}: h={m['h']}, input {m['input_size']}); {doc['created_at']}", "",
+    return "\n".join(head + [
         "## Latency per path, p50 / p99 ms", "", table.join(speed).to_markdown(), "",
-        "## Accuracy of the fast paths (held-out windows)", "",
-        pd.DataFrame({k: v for k, v in doc["accuracy"].items() if isinstance(v, dict)}).T.to_markdown(), "",
+        *_accuracy_markdown(doc["accuracy"]),
         f"## HTTP (served by {doc['http']['served_by']})", "", http.to_markdown(), "",
         "## Replay: tick -> forecast", "", replays[["ticks", "bars", "forecasts", "p50_ms", "p99_ms",
                                                     "max_ms"]].to_markdown(), "",

@@ -104,8 +104,10 @@ def replay(asset_class, target, speed, n_bars, url, challenger_share, csv_path) 
 @click.option("--clients", type=int, default=50, show_default=True, help="Concurrent HTTP clients.")
 @click.option("--name", default=None, help="Result file name (default serve-<cpu|cuda>).")
 @click.option("--out", default="benchmarks/results", show_default=True, type=click.Path(file_okay=False))
-def bench_serve(duration: float, clients: int, name: str | None, out: str) -> None:
+@click.option("--only", type=click.Choice(["all", "accuracy"]), default="all", show_default=True,
+              help="accuracy: only the fast paths' accuracy on post-training windows (-> serve-accuracy-<device>).")
+def bench_serve(duration: float, clients: int, name: str | None, out: str, only: str) -> None:
     """Latency of every inference path side by side, HTTP under load, and replay (crypto hft model)."""
     from pipelines.serve_bench import run_serving_benchmark
 
-    run_serving_benchmark(duration=duration, clients=clients, name=name, out=out, echo=click.echo)
+    run_serving_benchmark(duration=duration, clients=clients, name=name, out=out, only=only, echo=click.echo)

@@ -1,18 +1,28 @@
 """The MLflow model registry: local sqlite backend `$TRADECAST_HOME/mlflow.db`, artifacts in
 `$TRADECAST_HOME/mlartifacts`. One registered model per `nhits-<asset_class>-<target>`, aliases
-`champion` and `challenger`. mlflow is imported inside the methods (it is slow to import)."""
+`champion` and `challenger`. Each version is stored as code (`resources/mlflow_model.py`) with its weights in
+safetensors and its parameters in JSON; nothing is pickled. mlflow is imported inside the methods (it is slow
+to import)."""
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from models.store import mlflow_uri, model_name  # noqa: F401  (model_name: one naming rule for all rooms)
 from resources.settings import Settings
 
 PIP_REQUIREMENTS = ["neuralforecast", "torch", "pandas", "numpy"]
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")  # MLflow "models from code": the model is this file
+
+
+def _numbers(metrics: dict) -> dict[str, float]:
+    """The metrics MLflow can store (no None, no NaN)."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -20,6 +30,10 @@ class ModelRegistry(dg.ConfigurableResource):
 
     settings: Settings
     experiment: str = "tradecast"
+    _instance: Any = PrivateAttr(default=None)  # the Dagster instance of the run using this resource, if any
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance
 
     @property
     def tracking_uri(self) -> str:
@@ -33,7 +47,7 @@ class ModelRegistry(dg.ConfigurableResource):
         from mlflow import MlflowClient
 
         # keep run logs readable: no artifact progress bars, no per-version INFO chatter, and no notice that a
-        # python_model object is pickled (we load only models this project registered itself)
+        # signature cannot be inferred from the model code's DataFrame type hint (the input has optional columns)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
@@ -61,7 +75,7 @@ class ModelRegistry(dg.ConfigurableResource):
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
                 experiment_id=self.experiment_id(f"{self.experiment}-benchmarks"), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v and v is not None})
+            mlflow.log_metrics(_numbers(metrics))
             mlflow.set_tags(tags)
             for file_name, content in files.items():
                 path = Path(tmp) / file_name
@@ -73,16 +87,20 @@ class ModelRegistry(dg.ConfigurableResource):
                     evaluation, plot_png: bytes | None = None, nf: Any = None, baseline: dict | None = None,
                     run_name: str | None = None) -> str:
         """One MLflow run (params, metrics, evaluation table, plot, model) and a new registered version
-        of `name`; returns the version number. `kind` is 'nhits' (give `nf`) or 'baseline' (`baseline`)."""
+        of `name`; returns the version number. `kind` is 'nhits' (give `nf`) or 'baseline' (`baseline`).
+
+        Crash-safe: the version is registered last, with its tags in the same commit, once every file is logged
+        and the run has ended; a process killed before that leaves a run (marked KILLED by the next run,
+        `close_abandoned_runs`) and no version, never a version without its files or tags."""
         import mlflow
 
-        from resources.pyfunc import BaselineModel, NHITSModel
+        from resources.pyfunc import BASELINE_ARTIFACT, NHITS_ARTIFACT
 
-        self.client()
+        self.close_abandoned_runs()
         with tempfile.TemporaryDirectory() as tmp, \
                 mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+            mlflow.log_metrics(_numbers(metrics))
             mlflow.set_tags({**tags, "model_kind": kind})
             mlflow.log_table(evaluation, artifact_file="evaluation.json")
             if plot_png:
@@ -91,24 +109,42 @@ class ModelRegistry(dg.ConfigurableResource):
             if kind == "nhits":
                 from models.forecasting import save_model
 
-                artifacts, python_model = {"nf_dir": save_model(nf, Path(tmp) / "nf")}, NHITSModel()
+                artifacts = {NHITS_ARTIFACT: save_model(nf, Path(tmp) / "nf")}
             else:
                 (Path(tmp) / "baseline.json").write_text(json.dumps(baseline))
-                artifacts, python_model = {"baseline": str(Path(tmp) / "baseline.json")}, BaselineModel()
-            info = mlflow.pyfunc.log_model(name="model", python_model=python_model, artifacts=artifacts,
-                                           pip_requirements=PIP_REQUIREMENTS, registered_model_name=name)
-        version = str(info.registered_model_version)
+                artifacts = {BASELINE_ARTIFACT: str(Path(tmp) / "baseline.json")}
+            info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
+                                           pip_requirements=PIP_REQUIREMENTS)
+        version = mlflow.register_model(info.model_uri, name, tags={"model_kind": kind, "run_id": run.info.run_id})
+        return str(version.version)
+
+    def close_abandoned_runs(self) -> list[str]:
+        """Mark KILLED the runs of the experiment that a killed Dagster run left RUNNING (tag ``dagster_run_id``
+        naming a run that has ended: failed by `pipelines.run_guard` or the daemon's run monitoring); returns their
+        ids. Needs the Dagster instance of the run using this resource (none outside a run: nothing is done)."""
         client = self.client()
-        client.set_model_version_tag(name, version, "model_kind", kind)
-        client.set_model_version_tag(name, version, "run_id", run.info.run_id)
-        return version
+        if self._instance is None:
+            return []
+        closed = []
+        for run in client.search_runs([self.experiment_id()], "attributes.status = 'RUNNING'"):
+            dagster_run = self._instance.get_run_by_id(run.data.tags.get("dagster_run_id") or "")
+            if dagster_run is not None and dagster_run.is_finished:
+                client.set_tag(run.info.run_id, "tradecast/ended", f"Dagster run {dagster_run.run_id[:8]} ended "
+                               f"({dagster_run.status.value}) while this run was RUNNING: its process was killed")
+                client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
 
     def log_onnx(self, name: str, version: str, folder: Path, tags: dict[str, str]) -> None:
         """Attach an ONNX export (``folder`` = model.onnx, maybe model.int8.onnx, export.json) to the version's
-        run under ``onnx/`` and tag the version (tag ``onnx`` marks it servable)."""
+        run under ``onnx/`` and tag the version (tag ``onnx`` marks it servable). The tag is set last, and a
+        re-export removes it before it overwrites the files: a kill mid-copy leaves a version that is not servable
+        (the next export writes it again), never one tagged servable over half-written files."""
         client = self.client()
-        run_id = client.get_model_version(name, version).run_id
-        client.log_artifacts(run_id, str(folder), artifact_path="onnx")
+        stored = client.get_model_version(name, version)
+        if "onnx" in stored.tags:
+            client.delete_model_version_tag(name, version, "onnx")
+        client.log_artifacts(stored.run_id, str(folder), artifact_path="onnx")
         self.tag(name, version, {**tags, "onnx": "onnx/model.onnx"})
 
     def alias(self, name: str, alias: str):
@@ -129,9 +165,15 @@ class ModelRegistry(dg.ConfigurableResource):
             client.set_model_version_tag(name, version, key, str(value)[:5000])
 
     def load(self, name: str, alias_or_version: str):
-        """The pyfunc model of `name` at an alias (e.g. 'champion') or a version number."""
+        """The forecaster of `name` at an alias (e.g. 'champion') or a version number: `.predict(history)`, and
+        `.nf` (NHITS) or `.forecaster` (baseline). Rebuilt by the installed code from the version's JSON and
+        safetensors files: nothing stored is executed or unpickled (see `resources.pyfunc`)."""
         import mlflow
+
+        from resources.pyfunc import load_dir
 
         self.client()
         ref = f"{name}/{alias_or_version}" if str(alias_or_version).isdigit() else f"{name}@{alias_or_version}"
-        return mlflow.pyfunc.load_model(f"models:/{ref}")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref}", dst_path=tmp)
+            return load_dir(Path(folder), f"models:/{ref}")

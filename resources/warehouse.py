@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from models.store import COLUMNS, DDL, connect, insert_frame, open_waiting, read_df, replace_where  # noqa: F401
+from models.store import (COLUMNS, DDL, connect, insert_frame, open_waiting, read_df,  # noqa: F401
+                          replace_where, storage_error)
 from resources.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,14 +43,19 @@ class Warehouse(dg.ConfigurableResource):
     @contextlib.contextmanager
     def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:
         """One atomic write: all of it lands, or (on any error) none of it."""
+        import duckdb
+
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
+                con.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):  # a failed rollback must not hide why the write failed
+                    con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise storage_error(self.path, exc, "writing the warehouse") from exc
                 raise
-            con.execute("COMMIT")
 
     def query(self, sql: str, params: list | None = None) -> "pd.DataFrame":
         with self.connect(read_only=True) as con:

@@ -1,6 +1,7 @@
 """The HTTP API (FastAPI): ``POST /bars``, ``POST /events``, ``GET /forecast/{symbol}``, ``POST /predict``,
 ``GET /health``, ``GET /metrics``. Input is validated by pydantic; every bad request gets a 4xx naming what is wrong (a
-stale bar 409, an unknown symbol 404, too little history 409, a body over the limit 413), never a 500."""
+stale bar 409, an unknown symbol 404, too little history 409, a late headline the event state cannot fold in 409, a
+body over the limit 413), never a 500."""
 
 import contextlib
 import math
@@ -12,16 +13,31 @@ import numpy as np
 from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serving.buffers import Bar, NotReady, StaleBar, UnknownSymbol
+from serving.exog import LateEvent
+from serving.predictor import NoForecast
 from serving.metrics import ServiceMetrics
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_BARS = 10_000
 MAX_WINDOWS = 1024
 MAX_ABS_VALUE = 1e15  # beyond float32's comfortable range once scaled; no market value comes near it
-Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+MAX_PRICE = 1e12  # no traded price comes near it; 1e308 would overflow every later computation
+MAX_VOLUME = 1e18
+MAX_FUTURE_S = 86_400  # a bar or headline stamped more than a day ahead of this clock is refused
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)]
+
+
+def _bounded_ts(value: datetime) -> datetime:
+    """A timestamp (no zone = UTC) between 1970 and a day from now: pandas and every buffer can hold it."""
+    ts = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    latest = time.time() + MAX_FUTURE_S
+    if not 0 < ts.timestamp() <= latest:
+        raise ValueError(f"timestamp {ts.isoformat()} is outside 1970-01-01 .. "
+                         f"{datetime.fromtimestamp(latest, tz=timezone.utc):%Y-%m-%d %H:%M} UTC (now + 1 day)")
+    return ts
 
 
 class BarIn(BaseModel):
@@ -34,7 +50,9 @@ class BarIn(BaseModel):
     high: Price
     low: Price
     close: Price
-    volume: float | None = Field(None, ge=0, allow_inf_nan=False)
+    volume: float | None = Field(None, ge=0, le=MAX_VOLUME, allow_inf_nan=False)
+
+    _ts_in_range = field_validator("ts")(_bounded_ts)
 
     @model_validator(mode="after")
     def _consistent(self) -> "BarIn":
@@ -57,6 +75,8 @@ class EventIn(BaseModel):
     headline: str = Field(min_length=1, max_length=2000)
     symbol: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/^-]+$")
     sentiment: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+
+    _ts_in_range = field_validator("ts")(_bounded_ts)
 
 
 BarsBody = Union[BarIn, Annotated[list[BarIn], Field(min_length=1, max_length=MAX_BARS)]]
@@ -130,6 +150,12 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
         metrics.requests.labels("/" + request.url.path.strip("/").split("/")[0], "422").inc()
         return JSONResponse({"detail": detail}, status_code=422)
 
+    @app.exception_handler(NoForecast)
+    async def no_forecast(request: Any, exc: NoForecast) -> JSONResponse:
+        """Neither the model nor its backup gave a finite number: 503 with the reason, never inf in JSON."""
+        metrics.requests.labels("/" + request.url.path.strip("/").split("/")[0], "503").inc()
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     app.state.service, app.state.metrics = service, metrics
 
     def done(route: str, started: float, response: JSONResponse) -> JSONResponse:
@@ -171,7 +197,10 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
             return done("/events", started, _error(404, f"unknown symbol {event.symbol!r}: no bar of it has been "
                                                         "seen (omit symbol for a market-wide headline)"))
         ts = event.ts if event.ts.tzinfo else event.ts.replace(tzinfo=timezone.utc)
-        sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol, event.sentiment)
+        try:
+            sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol, event.sentiment)
+        except LateEvent as exc:  # a late headline whose rows cannot be recomputed exactly: nothing was changed
+            return done("/events", started, _error(409, str(exc)))
         readers = [a for a, g in service.arms().items() if getattr(g.primary, "needs_exog", False)]
         return done("/events", started, JSONResponse({"sentiment": sentiment, "arms_reading_events": readers,
                                                       "forecasts": served(forecasts)}))

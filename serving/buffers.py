@@ -99,16 +99,25 @@ class SymbolBuffers:
         except KeyError:
             raise UnknownSymbol(symbol) from None
 
+    def check(self, bar: Bar) -> float | None:
+        """The value ``bar`` would append, or an error (:class:`StaleBar`, ``OverflowError``, ``ValueError`` for a
+        value that is not finite); changes nothing, so a refused bar leaves every buffer as it was."""
+        buf = self.buffers.get(bar.symbol)
+        if buf is None and len(self.buffers) >= self.max_symbols:
+            raise OverflowError(f"already {self.max_symbols} symbols; refusing new symbol {bar.symbol!r}")
+        if buf is not None and buf.last_ts is not None and bar.ts <= buf.last_ts:
+            raise StaleBar(f"{bar.symbol}: bar at {bar.ts} is not newer than the last one ({buf.last_ts})")
+        value = bar_value(self.target, bar, buf.last_close if buf else None)
+        if value is not None and not (math.isfinite(value) and abs(value) < 3e38):  # float32's range
+            raise ValueError(f"{bar.symbol}: the bar's {self.target} value {value!r} is not a finite float32")
+        return value
+
     def update(self, bar: Bar) -> float | None:
         """Append the bar's value (returns it; ``None`` when the bar gives none, see :func:`bar_value`)."""
+        value = self.check(bar)
         buf = self.buffers.get(bar.symbol)
         if buf is None:
-            if len(self.buffers) >= self.max_symbols:
-                raise OverflowError(f"already {self.max_symbols} symbols; refusing new symbol {bar.symbol!r}")
             buf = self.buffers[bar.symbol] = RingBuffer(self.input_size)
-        if buf.last_ts is not None and bar.ts <= buf.last_ts:
-            raise StaleBar(f"{bar.symbol}: bar at {bar.ts} is not newer than the last one ({buf.last_ts})")
-        value = bar_value(self.target, bar, buf.last_close)
         buf.last_ts, buf.last_close = bar.ts, bar.close
         if value is not None:
             buf.append(value)

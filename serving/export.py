@@ -1,25 +1,36 @@
 """Export a registered model (NHITS or baseline) to ONNX with a dynamic batch, verify it, and derive the
 optional fast variants (dynamic INT8, TorchScript).
 
-Verification is part of the export: the ONNX outputs must equal the torch outputs on held-out windows
-(``max |onnx - torch| / max |torch| <= tol``, default 1e-5), at several batch sizes, or :class:`ExportError` is
-raised and nothing is stored. INT8 is offered only when its forecast error on the same windows is within
-``int8_tolerance`` (default 1%) of the fp32 error.
+Verification is part of the export: on the check windows (:mod:`serving.windows`: post-training windows and, as
+this is a numerical equality test, in-sample ones too) the ONNX outputs must equal the torch outputs at several
+batch sizes **per series**: ``max |onnx - torch| / max |torch|`` over each series' windows ``<= tol`` (default
+1e-5) for every series, so a series at level 0.001 beside one at 60000 cannot hide its error. Otherwise
+:class:`ExportError` is raised and nothing is stored.
+
+INT8 is offered only when, on the **post-training** windows alone (every forecast step after the version's
+``train_end``), for every series ``s``: ``mean |int8 - fp32| / mean |fp32|`` of its forecasts (all steps and
+outputs) ``<= int8_tolerance`` (default 1%). With no post-training window INT8 is not offered (the note says
+why); fp32 is still exported, its equality check needs no held-out data.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from serving.windows import FUTR, HIST, CheckWindows, held_out_windows  # noqa: F401 (re-exported to callers)
+
 INPUT, OUTPUT = "windows", "forecast"
-HIST, FUTR = "hist_exog", "futr_exog"
 OPSET = 18
 CHECK_BATCHES = (1, 16, 256)
+TOLERANCE_RULE = "per series s: max |onnx - torch| / max |torch| over s's windows <= tolerance, at every batch size"
+INT8_RULE = ("per series s over the post-training windows: mean |int8 - fp32| / mean |fp32| of the forecasts "
+             "(all steps and outputs) <= int8_tolerance")
 
 
 class ExportError(RuntimeError):
@@ -36,15 +47,25 @@ class ExportReport:
     n_outputs: int
     output_names: list[str]
     batches_checked: list[int]
-    max_rel_diff: float
+    max_rel_diff: float  # the largest per-series relative difference (TOLERANCE_RULE)
+    max_rel_diff_series: str
     tolerance: float
-    n_windows: int
-    mae_fp32: float | None = None
-    mae_int8: float | None = None
-    int8_mae_change: float | None = None  # relative: (int8 - fp32) / fp32
+    tolerance_rule: str = TOLERANCE_RULE
+    train_end: str | None = None  # the version's training end; post-training windows forecast only after it
+    post_training_windows: int = 0  # used by the equality check and by the INT8 gate
+    in_sample_windows: int = 0  # inside the training period: used by the equality check only
+    post_training_first_target: str | None = None  # the earliest timestamp a post-training window forecasts
+    post_training_series: int = 0
+    int8_rule: str = INT8_RULE
+    int8_tolerance: float | None = None
+    int8_windows: int = 0  # post-training windows the INT8 gate compared on
+    int8_max_deviation: float | None = None
+    int8_worst_series: str = ""
+    int8_deviation_by_series: dict[str, float] = field(default_factory=dict)
     int8_offered: bool = False
     int8_note: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # of each file: the service verifies its download
     hist_exog: list[str] = field(default_factory=list)  # input hist_exog (B, input_size, n), in this order
     futr_exog: list[str] = field(default_factory=list)  # input futr_exog (B, input_size + h, n)
 
@@ -115,27 +136,54 @@ def torch_forecast(module: Any, windows: np.ndarray, **exog: np.ndarray | None) 
 
 
 def max_rel_diff(got: np.ndarray, want: np.ndarray) -> float:
-    """``max |got - want|`` relative to the largest ``|want|`` (the forecasts' scale)."""
+    """``max |got - want|`` relative to the largest ``|want|`` (the forecasts' scale), pooled over all windows."""
     return float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-12))
 
 
-def verify(path: str | Path, module: Any, windows: np.ndarray, *, tol: float = 1e-5,
-           batches: tuple[int, ...] = CHECK_BATCHES, **exog: np.ndarray | None) -> tuple[float, list[int]]:
-    """Run the ONNX file at each batch size on real windows and compare with torch; raise if off."""
+def by_series(got: np.ndarray, want: np.ndarray, series: np.ndarray,
+              reduce: Callable[[np.ndarray], Any] = np.max) -> dict[str, float]:
+    """Per series ``s``: ``reduce |got - want| / reduce |want|`` over the rows (windows) of ``s``, all steps and
+    outputs (``np.max``: the equality check's measure; ``np.mean``: the INT8 gate's). NaN where not finite."""
+    out = {}
+    for name in np.unique(series):
+        rows = series == name
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = float(reduce(np.abs(got[rows] - want[rows]))) / max(float(reduce(np.abs(want[rows]))), 1e-12)
+        out[str(name)] = diff if np.isfinite(diff) else float("nan")
+    return out
+
+
+def worst(diffs: dict[str, float]) -> tuple[float, str]:
+    """The largest value of ``diffs`` and its series (NaN ranks first: it is never within a tolerance)."""
+    name = max(diffs, key=lambda k: np.inf if np.isnan(diffs[k]) else diffs[k])
+    return diffs[name], name
+
+
+def verify(path: str | Path, module: Any, windows: np.ndarray, *, series: np.ndarray | None = None,
+           tol: float = 1e-5, batches: tuple[int, ...] = CHECK_BATCHES,
+           **exog: np.ndarray | None) -> tuple[float, list[int], str]:
+    """Run the ONNX file at each batch size on real windows and compare with torch per series (``series``: the
+    series of each window; one series when not given); raise if any series is off. Returns the largest
+    per-series relative difference, the batch sizes checked and the series it was found in."""
     from serving.runtime import OnnxForecaster
 
+    series = np.zeros(len(windows), int) if series is None else np.asarray(series)
     runtime = OnnxForecaster.from_path(path)
-    worst, checked = 0.0, []
+    largest, where, checked = 0.0, "", []
     for batch in batches:
         idx = np.arange(batch) % len(windows)
         sample = windows[idx]
         extra = {k: v[idx] for k, v in exog.items() if v is not None}
-        diff = max_rel_diff(runtime.run(sample, **extra), torch_forecast(module, sample, **extra))
-        worst, checked = max(worst, diff), [*checked, batch]
+        diff, name = worst(by_series(runtime.run(sample, **extra), torch_forecast(module, sample, **extra),
+                                     series[idx]))
+        checked.append(batch)
         if not np.isfinite(diff) or diff > tol:
-            raise ExportError(f"{Path(path).name}: ONNX differs from torch at batch {batch}: max relative "
-                              f"difference {diff:.3g} > {tol:g}")
-    return worst, checked
+            raise ExportError(f"{Path(path).name}: ONNX differs from torch at batch {batch} on series {name}: max "
+                              f"relative difference {diff:.3g} > {tol:g} (relative to that series' largest "
+                              f"|forecast|)")
+        if diff >= largest:
+            largest, where = diff, name
+    return largest, checked, where
 
 
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:
@@ -150,48 +198,68 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def mae(forecast: np.ndarray, actual: np.ndarray, output: int = 0) -> float:
-    return float(np.mean(np.abs(forecast[..., output] - actual)))
+def int8_gate(int8: np.ndarray, fp32: np.ndarray, series: np.ndarray,
+              tolerance: float) -> tuple[bool, float, str, dict[str, float]]:
+    """:data:`INT8_RULE`: ``(offered, largest deviation, its series, deviation per series)`` of INT8 forecasts
+    from the fp32 ones (``(N, h, outputs)`` each, ``series`` (N,)), every series within ``tolerance``."""
+    deviations = by_series(int8, fp32, series, np.mean)
+    largest, name = worst(deviations)
+    return bool(np.isfinite(largest) and largest <= tolerance), largest, name, deviations
 
 
-def export_model(model: Any, out_dir: str | Path, windows: np.ndarray, actuals: np.ndarray, *,
-                 tol: float = 1e-5, int8_tolerance: float = 0.01, **exog: np.ndarray | None) -> ExportReport:
-    """Export, verify and (when accurate enough) quantize ``model`` into ``out_dir``:
-    ``model.onnx``, maybe ``model.int8.onnx``, and ``export.json``. ``windows`` (N, input_size) are held-out
-    inputs, ``actuals`` (N, h) what followed them; ``hist_exog`` / ``futr_exog`` their exogenous inputs when the
-    model has any."""
+def export_model(model: Any, out_dir: str | Path, checks: CheckWindows, *, tol: float = 1e-5,
+                 int8_tolerance: float = 0.01) -> ExportReport:
+    """Export, verify and (when accurate enough) quantize ``model`` into ``out_dir``: ``model.onnx``, maybe
+    ``model.int8.onnx``, and ``export.json``. ``checks`` (:func:`serving.windows.check_windows`): every window
+    serves the per-series ONNX = torch check; only its post-training windows serve the INT8 gate (the module
+    docstring has both rules; ``export.json`` records them, the window counts and the per-series results)."""
     out_dir = Path(out_dir)
     module, kind, labels = graph_for(model)
+    windows, exog = checks.windows, checks.exog
     if windows.ndim != 2 or windows.shape[1] != module.input_size or not len(windows):
-        raise ExportError(f"need held-out windows of shape (N, {module.input_size}); got {windows.shape}")
+        raise ExportError(f"need check windows of shape (N, {module.input_size}); got {windows.shape}")
     missing = [k for k, cols in ((HIST, getattr(module, "hist_exog", ())), (FUTR, getattr(module, "futr_exog", ())))
                if cols and exog.get(k) is None]
     if missing:
-        raise ExportError(f"the model reads exogenous columns: pass {missing} for the held-out windows")
+        raise ExportError(f"the model reads exogenous columns: pass {missing} for the check windows")
     fp32 = export_onnx(module, out_dir / "model.onnx")
-    diff, checked = verify(fp32, module, windows, tol=tol, **exog)
+    diff, checked, where = verify(fp32, module, windows, series=checks.series, tol=tol, **exog)
     report = ExportReport(kind=kind, h=module.h, input_size=module.input_size, n_outputs=module.n_outputs,
-                          output_names=labels, batches_checked=checked, max_rel_diff=diff, tolerance=tol,
-                          n_windows=len(windows), files={"fp32": fp32.name})
-    if kind == "nhits":
-        from serving.runtime import OnnxForecaster
-
-        int8 = quantize_int8(fp32, out_dir / "model.int8.onnx")
-        median = labels.index("yhat")
-        report.mae_fp32 = mae(OnnxForecaster.from_path(fp32).run(windows, **exog), actuals, median)
-        report.mae_int8 = mae(OnnxForecaster.from_path(int8).run(windows, **exog), actuals, median)
-        report.int8_mae_change = (report.mae_int8 - report.mae_fp32) / max(report.mae_fp32, 1e-12)
-        report.int8_offered = abs(report.int8_mae_change) <= int8_tolerance
-        report.int8_note = (f"INT8 changes the MAE on {len(windows)} held-out windows by "
-                            f"{100 * report.int8_mae_change:+.2f}% (limit ±{100 * int8_tolerance:g}%)")
-        if report.int8_offered:
-            report.files["int8"] = int8.name
-        else:
-            int8.unlink()
+                          output_names=labels, batches_checked=checked, max_rel_diff=diff, max_rel_diff_series=where,
+                          tolerance=tol, files={"fp32": fp32.name}, **checks.describe())
     report.hist_exog = list(getattr(module, "hist_exog", ()))
     report.futr_exog = list(getattr(module, "futr_exog", ()))
-    (out_dir / "export.json").write_text(report.to_json())
+    if kind == "nhits":
+        _int8(report, fp32, out_dir / "model.int8.onnx", checks.post_training_only(), int8_tolerance)
+    from ingest.files import atomic_write_text, sha256_of
+
+    report.sha256 = {name: sha256_of(out_dir / name) for name in report.files.values()}
+    atomic_write_text(out_dir / "export.json", report.to_json())
     return report
+
+
+def _int8(report: ExportReport, fp32: Path, path: Path, post: CheckWindows, tolerance: float) -> None:
+    """Quantize and gate INT8 on the post-training windows (kept in ``path`` only when offered)."""
+    from serving.runtime import OnnxForecaster
+
+    report.int8_tolerance = tolerance
+    if not len(post):
+        end = report.train_end or "not recorded for this version"
+        report.int8_note = f"INT8 not offered: no windows after the training end ({end}) to compare it with fp32 on"
+        return
+    int8 = quantize_int8(fp32, path)
+    want = OnnxForecaster.from_path(fp32).run(post.windows, **post.exog)
+    got = OnnxForecaster.from_path(int8).run(post.windows, **post.exog)
+    offered, largest, name, deviations = int8_gate(got, want, post.series, tolerance)
+    report.int8_windows, report.int8_deviation_by_series = len(post), deviations
+    report.int8_max_deviation, report.int8_worst_series, report.int8_offered = largest, name, offered
+    report.int8_note = (f"INT8 vs fp32 on {len(post)} post-training windows of {len(deviations)} series: largest "
+                        f"mean deviation {100 * largest:.3g}% of the series' mean |forecast| ({name}; limit "
+                        f"{100 * tolerance:g}% per series)")
+    if offered:
+        report.files["int8"] = int8.name
+    else:
+        int8.unlink()
 
 
 def torchscript(module: Any) -> Any:
@@ -201,56 +269,3 @@ def torchscript(module: Any) -> Any:
     inputs, _ = example_inputs(module)
     with torch.no_grad():
         return torch.jit.freeze(torch.jit.trace(module, tuple(inputs.values())).eval())
-
-
-def _held_out_ends(frame: Any, input_size: int, h: int, max_windows: int, after: Any) -> list[tuple[Any, int]]:
-    """``(series rows, end)`` of the held-out windows: from the end of each series (after ``after`` where given),
-    spaced ``h`` apart, at most ``max_windows`` evenly chosen."""
-    ends = []
-    for _, part in frame.sort_values(["unique_id", "ds"]).groupby("unique_id", sort=True):
-        first = input_size if after is None else max(input_size, int((part["ds"] <= after).sum()))
-        ends += [(part, end) for end in range(len(part) - h, first - 1, -h)]
-    if not ends:
-        raise ExportError(f"no series has {input_size + h} points for a held-out window")
-    keep = np.linspace(0, len(ends) - 1, min(max_windows, len(ends))).round().astype(int)
-    return [ends[i] for i in keep]
-
-
-def held_out_windows(frame: Any, input_size: int, h: int, *, max_windows: int = 64,
-                     after: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Input windows and what followed them (``(N, input_size)``, ``(N, h)``) from a long ``unique_id, ds, y``
-    frame (see :func:`_held_out_ends`)."""
-    chosen = _held_out_ends(frame, input_size, h, max_windows, after)
-    ys = [part["y"].to_numpy(dtype=np.float32) for part, _ in chosen]
-    return (np.stack([y[end - input_size:end] for y, (_, end) in zip(ys, chosen)]),
-            np.stack([y[end:end + h] for y, (_, end) in zip(ys, chosen)]))
-
-
-def held_out_exog(frame: Any, input_size: int, h: int, hist: tuple[str, ...], futr: tuple[str, ...], *,
-                  max_windows: int = 64, after: Any = None) -> dict[str, np.ndarray | None]:
-    """The exogenous inputs of the same windows as :func:`held_out_windows`: ``hist_exog`` (N, input_size, n)
-    and ``futr_exog`` (N, input_size + h, n) from the frame's feature columns."""
-    chosen = _held_out_ends(frame, input_size, h, max_windows, after)
-
-    def stack(cols: tuple[str, ...], ahead: int) -> np.ndarray | None:
-        if not cols:
-            return None
-        return np.stack([part[list(cols)].to_numpy(dtype=np.float32)[end - input_size:end + ahead]
-                         for part, end in chosen])
-
-    return {HIST: stack(hist, 0), FUTR: stack(futr, h)}
-
-
-def check_windows(frame: Any, input_size: int, h: int, hist: tuple[str, ...] = (), futr: tuple[str, ...] = (), *,
-                  max_windows: int = 256, train_end: Any = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The export's check windows: those after the version's training period (``train_end``), plus windows spread
-    over the whole frame (a short test period gives too few for the INT8 accuracy check); with their actuals
-    and exogenous inputs."""
-    parts = []
-    for after in (train_end, None) if train_end is not None else (None,):
-        where = dict(max_windows=max_windows, after=after)
-        parts.append((*held_out_windows(frame, input_size, h, **where),
-                      held_out_exog(frame, input_size, h, hist, futr, **where)))
-    windows, actuals = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
-    exog = {k: None if parts[0][2][k] is None else np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
-    return windows, actuals, exog

@@ -47,6 +47,13 @@ class WindowScaler(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "identity":
             return torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
+        shift, scale = self._statistics(x.double())  # float64: see below
+        return shift.to(x.dtype), scale.to(x.dtype)
+
+    def _statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """In float64. The zero guards are a discontinuity: a near-constant window (a pegged currency: values a
+        float32 ulp apart) has MAD 0 and a std of ~1e-8, which float32 reductions in torch give as > 0 (scale
+        ~1e-6) and ONNX Runtime's as 0 (scale 1). In float64 both agree, as neuralforecast does on such windows."""
         mean = x.mean(dim=1, keepdim=True)
         std = torch.sqrt(((x - mean) ** 2).mean(dim=1, keepdim=True))
         if self.kind == "standard":

@@ -41,6 +41,10 @@ def future_ts(origin: float, h: int, freq: str) -> list[str]:
     return [datetime.fromtimestamp(t, tz=timezone.utc).isoformat() for t in future_seconds(origin, h, freq)]
 
 
+class NoForecast(RuntimeError):
+    """Neither the model nor its backup gave a finite forecast (the service answers 503, not a non-number)."""
+
+
 @dataclass
 class Forecast:
     symbol: str
@@ -78,10 +82,12 @@ class Predictor:
         self.lock = threading.RLock()
 
     def update(self, bar: Bar) -> float | None:
+        """Take one bar; a bar that is refused (stale, not finite, …) changes nothing."""
         with self.lock:
-            value = self.buffers.update(bar)
+            value = self.buffers.check(bar)  # everything that can refuse the bar runs before anything changes
             if value is not None and self.exog is not None:
                 self.exog.on_bar(bar.symbol, bar.ts)
+            self.buffers.update(bar)
             self.invalidate(bar.symbol)
             if value is not None and self.live is not None:
                 self.live.actual(bar.symbol, self.buffers.get(bar.symbol).count, bar.ts, value)
@@ -91,10 +97,6 @@ class Predictor:
         with self.lock:
             self.cache.pop((symbol, "champion"), None)
             self.cache.pop((symbol, "challenger"), None)
-
-    def clear_cache(self) -> None:
-        with self.lock:
-            self.cache.clear()
 
     def _arm(self, symbol: str, arms: dict[str, Any]) -> str:
         arm = self.router.arm(symbol)
@@ -120,6 +122,9 @@ class Predictor:
             for arm, idx in todo.items():
                 windows = np.stack([self.buffers.window(symbols[i]) for i in idx])
                 values, used = arms[arm].run(windows, **self._exog(arms[arm].primary, [symbols[i] for i in idx]))
+                if not np.isfinite(values).all():  # the backup too: never answer a number that is not one
+                    bad = [symbols[i] for row, i in enumerate(idx) if not np.isfinite(values[row]).all()]
+                    raise NoForecast(f"no finite forecast for {bad[:5]} ({used.label} answered inf/NaN)")
                 self.misses += len(idx)
                 for row, i in enumerate(idx):
                     out[i] = self._remember(symbols[i], arm, used, arms[arm], values[row], windows[row])

@@ -22,7 +22,7 @@ from serving.ab import ABRouter
 from serving.breaker import GuardedModel
 from serving.buffers import Bar, SymbolBuffers
 from serving.live import LiveMetrics
-from serving.predictor import FREQ_SECONDS, Predictor
+from serving.predictor import Predictor
 from serving.runtime import NaiveForecaster
 from serving.source import MissingOnnx, ModelSource
 
@@ -98,15 +98,34 @@ class ForecastService:
         except MissingOnnx as exc:
             self.notes.append(f"{alias}: {exc}")
             return None
-        except Exception as exc:  # noqa: BLE001 - a corrupt file: a champion cannot start, others are skipped
-            self.notes.append(f"{alias}: cannot load v{version.version} ({type(exc).__name__}: {exc})"[:400])
-            if alias == "champion":
-                raise ServiceError(f"{self.name} champion v{version.version} cannot be loaded: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a corrupt or missing file: this version is skipped, and said so
+            note = f"{alias}: cannot load v{version.version} ({type(exc).__name__}: {exc})"[:400]
+            self.notes.append(note)
+            log.warning("%s %s", self.name, note)
             return None
 
+    def _stand_in(self) -> Any:
+        """A champion that cannot be loaded: the previous champion, else the naive last value at the champion's
+        shape (from its registered parameters), with a warning; None when there is no champion at all."""
+        version = self.source.version(self.name, "champion")
+        if version is None or "onnx" not in version.tags:
+            return None
+        previous = self._forecaster("previous_champion")
+        if previous is not None:
+            stand_in, what = previous, f"previous champion v{previous.info.version}"
+        else:
+            params = self.source.client().get_run(version.run_id).data.params
+            stand_in = NaiveForecaster(int(params["h"]), int(params["input_size"]))
+            what = "the naive last value"
+        note = f"champion v{version.version} cannot be loaded: serving {what} in its place until it is repaired"
+        self.notes.append(note)
+        self.degraded = note
+        log.warning("%s %s", self.name, note)
+        return stand_in
+
     def _load_arms(self) -> dict[str, GuardedModel]:
-        self.notes = []
-        champion = self._forecaster("champion")
+        self.notes, self.degraded = [], None
+        champion = self._forecaster("champion") or self._stand_in()
         if champion is None:
             raise ServiceError(f"{self.name} has no champion with an ONNX export: run the pipeline (make run) "
                                f"and materialize onnx_model[{self.config.asset_class}|{self.config.target}]"
@@ -171,19 +190,17 @@ class ForecastService:
 
     # ---- data ---------------------------------------------------------------------------------------
     def _event_buffers(self) -> Any:
-        """Event state from the warehouse: FOMC calendar and surprises, and the headlines of the last 30 days
-        before the newest bar (enough for every window and news_age's cap)."""
+        """Event state from the warehouse: FOMC calendar and surprises, and the headlines from as far back as the
+        input window needs (:meth:`serving.exog.ExogBuffers.from_warehouse`); every arm, and every champion a
+        swap admits, has the champion's ``input_size``."""
         from serving.exog import ExogBuffers
 
         con = open_waiting(warehouse_path(self.config.home), read_only=True)
         try:
-            macro = con.execute("SELECT * FROM macro_events").df()
-            news = con.execute(
-                "SELECT ts, symbol, sentiment FROM news_events WHERE ts >= (SELECT max(ts) FROM bars WHERE "
-                "asset_class = ?) - INTERVAL 30 DAY ORDER BY ts", [self.config.asset_class]).df()
+            return ExogBuffers.from_warehouse(con, self.config.asset_class, self.config.target, self.freq,
+                                              self.input_size)
         finally:
             con.close()
-        return ExogBuffers(self.input_size, self.freq, FREQ_SECONDS.get(self.freq, 86400), macro, news)
 
     def post_event(self, ts: float, headline: str, symbol: str | None = None,
                    sentiment: float | None = None) -> tuple[float, list]:
@@ -230,8 +247,14 @@ class ForecastService:
         return self.predictor.update(bar)
 
     def predict_windows(self, windows: np.ndarray, arm: str = "champion") -> tuple[np.ndarray, Any]:
+        from serving.predictor import NoForecast
+
         arms = self.arms()
-        return arms.get(arm, arms["champion"]).run(windows)
+        values, used = arms.get(arm, arms["champion"]).run(windows)
+        if not np.isfinite(values).all():
+            raise NoForecast(f"no finite forecast for {int((~np.isfinite(values)).any(axis=(1, 2)).sum())} of "
+                             f"{len(values)} windows ({used.label} answered inf/NaN)")
+        return values, used
 
     # ---- background ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -262,7 +285,7 @@ class ForecastService:
     def health(self) -> dict[str, Any]:
         arms = self.arms()
         ready = sum(1 for b in self.buffers.buffers.values() if b.ready)
-        degraded = any(g.state != "closed" for g in arms.values())
+        degraded = self.degraded or any(g.state != "closed" for g in arms.values())
         return {"status": "degraded" if degraded else "ok", "model_name": self.name, "h": self.h,
                 "input_size": self.input_size, "freq": self.freq, "arms": {a: g.status() for a, g in arms.items()},
                 "split": {"challenger_share": self.config.challenger_share, "mode": self.config.split_mode},

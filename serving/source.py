@@ -19,6 +19,31 @@ class MissingOnnx(LookupError):
     """The version has no ONNX export yet (materialize ``onnx_model`` for its partition)."""
 
 
+class CorruptExport(ValueError):
+    """An ONNX folder that is incomplete or damaged (the message names the file)."""
+
+
+def verify_export(folder: Path) -> dict:
+    """``export.json`` parses and every file it lists is there, non-empty and, where the export recorded
+    them, of the recorded size and SHA-256; returns the report."""
+    import hashlib
+
+    report_path = folder / "export.json"
+    try:
+        report = json.loads(report_path.read_text())
+        files = dict(report["files"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptExport(f"{report_path}: missing or unreadable ({type(exc).__name__}: {exc})") from None
+    checksums = report.get("sha256", {})
+    for variant, file_name in files.items():
+        path = folder / file_name
+        if Path(file_name).name != file_name or not path.is_file() or path.stat().st_size == 0:
+            raise CorruptExport(f"{path}: the {variant} model file is missing or empty")
+        if file_name in checksums and hashlib.sha256(path.read_bytes()).hexdigest() != checksums[file_name]:
+            raise CorruptExport(f"{path}: SHA-256 differs from the one recorded at export")
+    return report
+
+
 class ModelSource:
     def __init__(self, home: str | None = None) -> None:
         self.uri = mlflow_uri(home)
@@ -46,21 +71,44 @@ class ModelSource:
             return None
 
     def onnx_dir(self, name: str, version: Any) -> Path:
-        """The version's ONNX folder (``model.onnx``, maybe ``model.int8.onnx``, ``export.json``), cached."""
+        """The version's ONNX folder (``model.onnx``, maybe ``model.int8.onnx``, ``export.json``), cached.
+
+        Crash-safe: MLflow downloads files in parallel, so a download killed half-way can leave ``export.json``
+        without ``model.onnx``. The files go to a temporary folder beside the cache, are verified
+        (:func:`verify_export`), and the folder is renamed into place in one step; a cached folder that fails
+        the check is downloaded again."""
+        import shutil
+        import tempfile
+
         if "onnx" not in version.tags:
             raise MissingOnnx(f"{name} v{version.version} has no ONNX export yet: materialize onnx_model")
-        target = self.cache / name / str(version.version)
-        if not (target / "onnx" / "export.json").exists():
-            target.mkdir(parents=True, exist_ok=True)
-            self.client().download_artifacts(version.run_id, "onnx", str(target))
-        return target / "onnx"
+        target = self.cache / name / str(version.version) / "onnx"
+        if target.is_dir():
+            try:
+                verify_export(target)
+                return target
+            except CorruptExport as exc:
+                logging.getLogger("tradecast.serving").warning("%s; downloading it again", exc)
+                shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+        try:
+            self.client().download_artifacts(version.run_id, "onnx", str(staging))
+            verify_export(staging / "onnx")
+            try:
+                (staging / "onnx").rename(target)
+            except OSError:  # another process put a complete copy in place first
+                verify_export(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
 
     def forecaster(self, name: str, version: Any, *, variant: str = "auto", threads: int = 1) -> OnnxForecaster:
         """An ONNX Runtime forecaster for ``version``: INT8 when offered (``auto``/``int8``), else fp32."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {list(VARIANTS)} (got {variant!r})")
         folder = self.onnx_dir(name, version)
-        report = json.loads((folder / "export.json").read_text())
+        report = verify_export(folder)
         use_int8 = variant in ("auto", "int8") and "int8" in report["files"]
         if variant == "int8" and not use_int8:
             logging.getLogger("tradecast.serving").warning("%s v%s: INT8 not offered (%s); serving fp32", name,

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.fault_report"]  # the fault suite's markers and its report (make chaos)
+
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
 CANONICAL = {c: c for c in ("ts", "symbol", "open", "high", "low", "close", "volume")}

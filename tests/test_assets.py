@@ -91,11 +91,14 @@ def test_a_failed_write_rolls_back_the_whole_partition(home):
 
     run_job("ingest_job", "fx", max_rows=300, assets=["market_bars"])
     before = warehouse_query(COUNTS)
+    from models.store import StorageError
+
     warehouse = Warehouse(settings=Settings())
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(StorageError, match="warehouse.duckdb: writing the warehouse failed: Constraint") as err:
         with warehouse.transaction() as con:
             con.execute("DELETE FROM bars WHERE asset_class = 'fx'")
             con.execute("INSERT INTO bars SELECT * FROM bars LIMIT 0")
             con.execute("INSERT INTO quarantine SELECT * FROM quarantine")
             con.execute("INSERT INTO source_loads SELECT * FROM source_loads")  # primary key clash
+    assert isinstance(err.value.__cause__, duckdb.ConstraintException)  # the root cause, kept
     assert warehouse_query(COUNTS).equals(before)

@@ -31,11 +31,11 @@ def _evaluate(sensor, cursor=None):
 def test_retrain_schedules_request_one_run_per_target_with_a_stable_run_key():
     from pipelines.definitions import defs
 
-    when = dt.datetime(2026, 11, 25, 21, 30, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 25, 21, 30, tzinfo=dt.UTC)
     schedule = defs.resolve_schedule_def("equities_retrain_schedule")
     assert schedule.cron_schedule == "30 21 * * 1-5" and schedule.job_name == "retrain_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    context = lambda: dg.build_schedule_context(scheduled_execution_time=when,  # noqa: E731
+    context = lambda: dg.build_schedule_context(scheduled_execution_time=when,
                                                 repository_def=defs.get_repository_def())
     first = schedule.evaluate_tick(context()).run_requests
     again = schedule.evaluate_tick(context()).run_requests

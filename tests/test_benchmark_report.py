@@ -97,3 +97,37 @@ def test_bench_cli_rejects_a_bad_file_and_bad_options(tmp_path):
     short.write_text("date,OT\n" + "".join(f"2016-07-{d:02d},{d}\n" for d in range(1, 29)))
     result = runner.invoke(main, ["bench", "--csv", str(short), "--h", "24"])
     assert result.exit_code == 1 and "no series has 146 observations" in result.output
+
+
+@pytest.mark.slow
+def test_bench_cli_warns_at_the_end_when_a_cap_cut_the_steps_and_no_caps_trains_them_all(tmp_path, home):
+    """`--steps 3000 --train-cap 0.5` trains fewer steps and says so in a WARNING line at the very end (not only in
+    the table note); `--no-caps` trains every requested step and warns about nothing."""
+    import re
+
+    from pipelines.cli import main
+
+    csv = _autoformer_exchange_csv(tmp_path / "fx.csv", rows=300)
+    out = tmp_path / "results"
+    args = ["bench", "--csv", str(csv), "--h", "4", "--input-size", "16", "--profile", "quick", "--models", "nhits",
+            "--max-series", "2", "--out", str(out)]
+    runner = CliRunner()
+    capped = runner.invoke(main, [*args, "--steps", "3000", "--train-cap", "0.5", "--eval-cap", "600", "--name",
+                                  "capped"], catch_exceptions=False)
+    assert capped.exit_code == 0, capped.output
+    [row] = [m for m in json.loads((out / "capped.json").read_text())["datasets"][0]["models"] if m["model"] == "nhits"]
+    assert row["steps_done"] < 3000 and row["capped"]
+    lines = [line for line in capped.output.splitlines() if line.strip()]
+    assert lines[-1] == (f"WARNING: nhits on fx-h4 trained {row['steps_done']} of 3000 requested steps: stopped by "
+                         "--train-cap 0.5 s; rerun with a larger --train-cap or --no-caps")
+    assert len([line for line in lines if line.startswith("WARNING")]) == 1
+
+    uncapped = runner.invoke(main, [*args, "--steps", "30", "--no-caps", "--name", "uncapped"], catch_exceptions=False)
+    assert uncapped.exit_code == 0, uncapped.output
+    doc = json.loads((out / "uncapped.json").read_text())
+    [row] = [m for m in doc["datasets"][0]["models"] if m["model"] == "nhits"]
+    assert row["steps_done"] == 30 and "WARNING" not in uncapped.output
+    assert not re.search("training|evaluation", row["cap_note"])  # only the latency sweep keeps a budget
+    assert doc["budget"]["train_cap_s"] is None and doc["budget"]["eval_cap_s"] is None
+    both = runner.invoke(main, [*args, "--no-caps", "--train-cap", "5"])
+    assert both.exit_code == 2 and re.search(r"--no-caps cannot be combined", both.output)

@@ -21,7 +21,7 @@ MY_CSV = """ts,symbol,open,high,low,close,volume
 
 def tradecast(*args, check=True):
     exe = [sys.executable, "-m", "pipelines.cli", *args]
-    out = subprocess.run(exe, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    out = subprocess.run(exe, cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -44,7 +44,7 @@ def test_ingest_canonical_file_with_bad_rows_next_to_the_bundled_data(home, tmp_
     assert (mine.rows_read, mine.rows_accepted, mine.rows_quarantined) == (6, 3, 3)
     first = _state()
     assert "high < max(open, close)" in first["reasons"] and "not a number 'abc'" in first["reasons"]
-    assert "duplicate key (symbol, freq, ts): kept user_my row 5" in first["reasons"]
+    assert "duplicate key (asset_class, symbol, freq, ts): kept user_my row 5" in first["reasons"]
     assert warehouse_query("SELECT count(DISTINCT source) AS n FROM bars").n[0] == 4  # + the 3 bundled crypto
     tradecast("ingest", str(path), "--asset-class", "crypto")
     assert _state() == first  # a second run changes nothing
@@ -90,10 +90,14 @@ def test_run_prints_rows_per_source_model_metrics_and_promotion_decisions(home):
         for model in ("nhits", "naive", "seasonal_naive", "window_mean"):
             assert re.search(rf"\| fx\s+\| {target}\s+\|\s+\d+ \| {model}\s", out.stdout), (target, model)
     assert re.search(r"\| fx\s+\| close\s+\|\s+\d+ \| (promoted|refused)\s+\| MASE", out.stdout), out.stdout
+    for target in ("close", "volatility"):  # the gate's verdict per partition; a refusal is no failure
+        assert re.search(rf"\| champion_model \(promotion gate\)\s+\| fx\|{target}\s+\| (promoted|refused: champion "
+                         rf"stays)\s+\|", out.stdout), out.stdout
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # the instance the UI reads
         jobs = sorted(r.job_name for r in instance.get_runs())
+        assert {r.status for r in instance.get_runs()} == {dg.DagsterRunStatus.SUCCESS}  # red means broken
     assert jobs == ["benchmark_job", "event_features_job", "events_job", "export_job", "export_job", "forecast_job",
                     "forecast_job", "ingest_job", "train_job", "train_job"]
     # the quick benchmark: every model's MASE per data set, and training time relative to NHITS

@@ -17,7 +17,10 @@ def test_event_features_asset_writes_duckdb_and_coverage_metadata(home):
     assert result.success
     meta = result.asset_materializations_for_node("event_features")[0].metadata
     table = warehouse_query("SELECT * FROM event_features WHERE asset_class = 'equities'")
-    bars = warehouse_query("SELECT count(*) AS n FROM bars WHERE asset_class = 'equities' AND freq = '1d'").n[0]
+    # the daily grid: the 1d bars, and one bar per UTC day of a symbol with intraday bars only (SPY, SPX)
+    bars = warehouse_query("""SELECT count(DISTINCT (symbol, date_trunc('day', ts AT TIME ZONE 'UTC'))) AS n FROM bars
+                              WHERE asset_class = 'equities' AND (freq = '1d' OR symbol NOT IN (
+                                  SELECT symbol FROM bars WHERE asset_class = 'equities' AND freq = '1d'))""").n[0]
     assert len(table) == bars == meta["dagster/row_count"].value
     assert not table[FEATURE_COLUMNS].isna().any().any()
     covered = ((table.news_logn_short > 0) | (table.mkt_logn_short > 0)).mean()
@@ -68,7 +71,8 @@ def test_event_aware_champion_is_rescored_by_the_gate_and_forecasts(home):
     assert good.asset_materializations_for_node("champion_model")
 
     plain = _materialize_model("fx", "close", max_steps=1, **FAST)  # plain, undertrained: the gate re-scores
-    assert not plain.asset_materializations_for_node("champion_model")  # the event-aware champion and refuses it
+    [decided] = plain.asset_materializations_for_node("champion_model")  # the event-aware champion and refuses it
+    assert decided.metadata["decision"].value == "refused: champion stays"
     assert registry.alias(name, "champion").version == champion.version
     assert registry.alias(name, "challenger").tags["features"] == "none"
     last = warehouse_query("SELECT * FROM model_promotions ORDER BY decided_at DESC LIMIT 1").iloc[0]

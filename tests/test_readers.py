@@ -68,7 +68,7 @@ def test_missing_value_marker_becomes_null_not_an_error(tmp_path):
     acc = loaded.split.accepted
     assert len(acc) == 2 and loaded.split.quarantined.empty
     assert acc.policy_surprise.iloc[0] == -0.014 and pd.isna(acc.policy_surprise.iloc[1])
-    assert list(acc.scheduled) == [True, False]
+    assert list(acc.scheduled) == [None, False]  # Unscheduled=0 is not a scheduled meeting: unknown
     assert acc.ts.iloc[0] == pd.Timestamp("1990-02-08 19:15", tz="UTC")  # 14:15 EST
 
 

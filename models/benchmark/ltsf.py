@@ -19,13 +19,20 @@ class LTSFError(ValueError):
 def read_benchmark_csv(path: str | Path, *, date_col: str = "date", freq: str | None = None) -> pd.DataFrame:
     """Long frame ``unique_id, ds, y`` (sorted) from a wide or long CSV; ``attrs['freq']`` is the frequency
     (``freq`` or the one pandas infers from the dates)."""
+    from ingest.readers import SourceFileError, open_data, read_header
+
     path = Path(path)
-    if not path.is_file():
-        raise LTSFError(f"{path}: no such file")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    try:  # read as every source file is: missing, a FIFO, a compression bomb or a huge first line is refused
+        header = read_header(path)
+        with open_data(path) as fh:
+            raw = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    except SourceFileError as exc:
+        raise LTSFError(str(exc)) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, EOFError, OSError) as exc:
         raise LTSFError(f"{path}: not a readable CSV ({exc})") from None
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would rename the second one 'A.1' and benchmark it as a series of its own
+        raise LTSFError(f"{path}: column(s) {twice} appear more than once in the header")
     if raw.empty:
         raise LTSFError(f"{path}: no data rows")
     long = _from_long(path, raw) if set(LONG_COLUMNS) <= set(raw.columns) else _from_wide(path, raw, date_col)

@@ -116,7 +116,7 @@ class Timing:
     """Latency of one (path, batch): milliseconds per call, or why it was not measured."""
 
     path: str  # 'forward' or 'predict'
-    batch: int  # windows per call (for a multivariate model: samples of all n_series each)
+    batch: int  # series windows asked per call (a multivariate model: max(1, batch // n_series) samples of all series)
     p50_ms: float | None = None
     p95_ms: float | None = None
     repeats: int = 0

@@ -20,7 +20,8 @@ from models.benchmark.datasets import BenchData
 from models.benchmark.measure import (PeakMemory, Timing, forward_batch, predict_frame, sample_windows,
                                       step_timer, time_calls)
 from models.benchmark.specs import LATENCY_COLUMNS, RESULT_COLUMNS, Budget
-from models.benchmark.zoo import ALIASES, MULTIVARIATE, build_model, count_parameters
+from models.benchmark.zoo import (ALIASES, MULTIVARIATE, build_model, count_parameters, samples_for,
+                                  windows_per_sample)
 from models.evaluation import Split, baseline_window_predictions, nhits_window_predictions, time_split
 from models.metrics import naive_scale, score_predictions
 
@@ -110,12 +111,14 @@ def _run_model(name: str, data: BenchData, split: Split, fit_df: pd.DataFrame, k
         train_seconds = time.perf_counter() - start
         steps = len(timer.seconds)
         if steps < budget.max_steps:
-            notes.append(f"training capped at {budget.train_cap_s:.0f} s: {steps} of {budget.max_steps} steps")
+            notes.append(f"training capped at {budget.train_cap_s:g} s: {steps} of {budget.max_steps} steps"
+                         if budget.train_cap_s is not None else f"training stopped at {steps} of {budget.max_steps}"
+                         " steps (no time cap)")
         timings = measure_latency(nf, name, split.full, spec.input_size, budget, n_series, device)
         unmeasured = [f"{t.path} b{t.batch}" for t in timings if t.skipped.startswith("capped")]
         if unmeasured:
             notes.append(f"latency cap {budget.latency_cap_s:.0f} s: {', '.join(unmeasured)} not measured")
-        per_window = _seconds_per_window(timings, name, n_series)
+        per_window = _seconds_per_window(timings)
         eval_split, eval_spec, note = _eval_windows(split, spec, per_window, n_series, budget.eval_cap_s)
         notes += [note] if note else []
         start = time.perf_counter()
@@ -137,32 +140,33 @@ def _run_model(name: str, data: BenchData, split: Split, fit_df: pd.DataFrame, k
     }, timings
 
 
-def _seconds_per_window(timings: list[Timing], name: str, n_series: int) -> float:
-    measured = [t for t in timings if t.path == "forward" and t.p50_ms]
+def _seconds_per_window(timings: list[Timing]) -> float:
+    measured = [t for t in timings if t.path == "forward" and t.windows_per_s]
     if not measured:
         return float("inf")
-    best = max(measured, key=lambda t: t.batch)
-    return best.p50_ms / 1e3 / (best.batch * (n_series if name in MULTIVARIATE else 1))
+    return 1.0 / max(measured, key=lambda t: t.batch).windows_per_s  # windows_per_s counts series windows
 
 
 def _eval_windows(split: Split, spec: Any, per_window_s: float, n_series: int,
-                  cap_s: float) -> tuple[Split, Any, str]:
-    """The test windows scored within ``cap_s``: all, or every k-th cutoff counted back from the last one."""
+                  cap_s: float | None) -> tuple[Split, Any, str]:
+    """The test windows scored within ``cap_s``: all (always when ``cap_s`` is None), or every k-th cutoff
+    counted back from the last one."""
     n = len(split.cutoffs)
-    if per_window_s * n * n_series <= cap_s:
+    if cap_s is None or per_window_s * n * n_series <= cap_s:
         return split, spec, ""
     m = max(1, min(n, int(cap_s / max(per_window_s * n_series, 1e-9))))
     k = max(1, (n - 1) // max(1, m - 1)) if m > 1 else n
     m = (n - 1) // k + 1
     cutoffs = split.cutoffs[(n - 1) - k * (m - 1)::k]
-    note = (f"evaluation capped at {cap_s:.0f} s: scored {m} of {n} windows (every {k}th); "
+    note = (f"evaluation capped at {cap_s:g} s: scored {m} of {n} windows (every {k}th); "
             f"naive on the same windows beside it")
     return dataclasses.replace(split, cutoffs=tuple(cutoffs)), spec.replace(n_windows=m, step_size=spec.step_size * k), note
 
 
 def measure_latency(nf: Any, name: str, full: pd.DataFrame, input_size: int, budget: Budget, n_series: int,
                     device: str) -> list[Timing]:
-    """Forward-pass and ``NeuralForecast.predict`` latency at every batch size (half the cap each)."""
+    """Forward-pass and ``NeuralForecast.predict`` latency at every batch size (half the cap each). A forward batch
+    of ``b`` is ``b`` series windows for every model: a multivariate one gets ``max(1, b // n_series)`` samples."""
     import torch
 
     from models.nhits import lightning_quiet
@@ -175,7 +179,8 @@ def measure_latency(nf: Any, name: str, full: pd.DataFrame, input_size: int, bud
     model.to(device)
 
     def forward_call(batch: int) -> Callable[[], Any]:
-        wb = forward_batch(model, sample_windows(full, batch, input_size, multivariate=multivariate, rng=rng),
+        wb = forward_batch(model, sample_windows(full, samples_for(name, batch, n_series), input_size,
+                                                 multivariate=multivariate, rng=rng),
                            multivariate=multivariate, device=device)
 
         def call() -> Any:
@@ -197,7 +202,7 @@ def measure_latency(nf: Any, name: str, full: pd.DataFrame, input_size: int, bud
 
     half = budget.latency_cap_s / 2
     return [*_sweep("forward", forward_call, budget.batches, half, budget.latency_repeats, budget.latency_warmup, sync,
-                    windows=lambda b: b * (n_series if multivariate else 1)),
+                    windows=lambda b: samples_for(name, b, n_series) * windows_per_sample(name, n_series)),
             *_sweep("predict", predict_call, budget.batches, half, budget.predict_repeats, 1, sync,
                     windows=lambda b: n_series if multivariate else b, not_measured=multivariate_predict)]
 
@@ -214,15 +219,15 @@ def _sweep(path: str, make_call: Callable[[int], Callable[[], Any]], batches: tu
             out.append(Timing(path, batch, skipped=why))
             continue
         t = time_calls(make_call(batch), path=path, batch=batch, repeats=repeats, warmup=warmup, deadline=deadline,
-                       sync=sync, estimate_s=_estimate(last, batch), windows=windows(batch))
+                       sync=sync, estimate_s=_estimate(last, windows(batch)), windows=windows(batch))
         last = t if t.p50_ms else last
         out.append(t)
     return out
 
 
-def _estimate(last: Timing | None, batch: int) -> float:
-    """Seconds one call at ``batch`` should take, scaled linearly from the last measured batch size."""
-    return 0.0 if last is None or not last.p50_ms else last.p50_ms / 1e3 * batch / last.batch
+def _estimate(last: Timing | None, windows: int) -> float:
+    """Seconds one call on ``windows`` series windows should take, scaled linearly from the last measured call."""
+    return 0.0 if last is None or not last.windows_per_s else windows / last.windows_per_s
 
 
 def run_many(datasets: list[BenchData], budget: Budget, models: tuple[str, ...], *, accelerator: str = "auto",

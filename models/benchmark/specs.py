@@ -71,17 +71,18 @@ class BenchSpec:
 
 @dataclass(frozen=True)
 class Budget:
-    """The same for every neural model of a run. Caps are wall-clock seconds per model."""
+    """The same for every neural model of a run. Caps are wall-clock seconds per model (training and evaluation:
+    None = no cap)."""
 
     profile: str = "quick"
     max_steps: int = 10
-    batch_size: int = 16  # training windows per optimizer step
+    batch_size: int = 16  # training windows per optimizer step (a multivariate model: samples x n_series)
     learning_rate: float = 1e-3
     seed: int = 1
     max_series: int | None = 4  # series per data set (the most recent, then longest)
     max_test_windows: int | None = 2  # rolling windows actually scored (None: the protocol's all)
-    train_cap_s: float = 6.0  # training stops here (Lightning max_time); reported as capped
-    eval_cap_s: float = 6.0  # predicted test-window inference beyond this -> fewer, evenly spaced windows
+    train_cap_s: float | None = 6.0  # training stops here (Lightning max_time); reported as capped; None: no cap
+    eval_cap_s: float | None = 6.0  # predicted test-window inference beyond this -> fewer windows; None: no cap
     latency_cap_s: float = 4.0  # per model, forward + predict; larger batches skipped beyond it
     latency_repeats: int = 5  # timed calls per batch size (after warm-up)
     latency_warmup: int = 1
@@ -93,8 +94,10 @@ class Budget:
             value = getattr(self, field)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Budget.{field} must be a positive integer (got {value!r})")
-        if min(self.train_cap_s, self.eval_cap_s, self.latency_cap_s) <= 0:
-            raise ValueError("Budget caps must be > 0 seconds")
+        caps = {"train_cap_s": self.train_cap_s, "eval_cap_s": self.eval_cap_s, "latency_cap_s": self.latency_cap_s}
+        bad = {k: v for k, v in caps.items() if (v is None and k == "latency_cap_s") or (v is not None and not v > 0)}
+        if bad:
+            raise ValueError(f"Budget caps must be > 0 seconds (got {bad}); train_cap_s / eval_cap_s None = no cap")
 
     def replace(self, **changes: Any) -> "Budget":
         return dataclasses.replace(self, **changes)
@@ -109,11 +112,13 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
-def budget_for(profile: str, **overrides: Any) -> Budget:
+def budget_for(profile: str, *, no_caps: bool = False, **overrides: Any) -> Budget:
+    """The profile's budget with the given (non-None) overrides; ``no_caps``: no training or evaluation time cap
+    (the latency sweep keeps its budget: it only limits how long latency is measured, and says what it skipped)."""
     if profile not in BUDGETS:
         raise ValueError(f"profile must be one of {sorted(BUDGETS)} (got {profile!r})")
-    budget = BUDGETS[profile]
-    return budget.replace(**{k: v for k, v in overrides.items() if v is not None}) if overrides else budget
+    budget = BUDGETS[profile].replace(**{k: v for k, v in overrides.items() if v is not None})
+    return budget.replace(train_cap_s=None, eval_cap_s=None) if no_caps else budget
 
 
 # The data sets of the issue: crypto 5-min (the hft config), equities daily (the daily config), EURUSD hourly,

@@ -42,15 +42,17 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
     trainer: dict[str, Any] = {
         **trainer_settings(accelerator), "enable_progress_bar": False, "enable_model_summary": False,
         "enable_checkpointing": False, "logger": False, "num_sanity_val_steps": 0,
-        "max_time": timedelta(seconds=budget.train_cap_s), "callbacks": list(callbacks or []),
+        "callbacks": list(callbacks or []),
+        **({} if budget.train_cap_s is None else {"max_time": timedelta(seconds=budget.train_cap_s)}),
     }
     common: dict[str, Any] = dict(
         h=spec.h, input_size=spec.input_size, loss=make_loss("mae"), max_steps=budget.max_steps,
         learning_rate=budget.learning_rate, val_check_steps=budget.max_steps, early_stop_patience_steps=-1,
         scaler_type=spec.scaler_type, random_seed=budget.seed, alias=ALIASES[name],
     )
-    if name == "itransformer":  # multivariate: a batch is windows of all series together
-        common.update(n_series=n_series, batch_size=n_series)
+    if name in MULTIVARIATE:  # one sample = a window of every series: the budget's windows per step in samples
+        common.update(n_series=n_series, batch_size=n_series,
+                      windows_batch_size=samples_for(name, budget.batch_size, n_series))
     else:
         common.update(windows_batch_size=budget.batch_size, batch_size=min(32, n_series))
     with lightning_quiet():
@@ -77,8 +79,22 @@ def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, series_batch_size: in
                       max_steps=budget.max_steps, val_check_steps=budget.max_steps, loss="mae",
                       scaler_type=spec.scaler_type, seed=budget.seed)
     model = build_nhits(nspec, accelerator=accelerator)
-    model.trainer_kwargs.update(max_time=trainer["max_time"], callbacks=trainer["callbacks"])
+    model.trainer_kwargs.update(callbacks=trainer["callbacks"])
+    if "max_time" in trainer:
+        model.trainer_kwargs["max_time"] = trainer["max_time"]
     return model
+
+
+def samples_for(name: str, windows: int, n_series: int) -> int:
+    """Samples of model ``name`` that hold ``windows`` series windows (training windows per step, or a latency
+    batch): a multivariate model's sample holds a window of each of the ``n_series`` series (at least one
+    sample), a univariate one's a single window."""
+    return max(1, windows // n_series) if name in MULTIVARIATE else windows
+
+
+def windows_per_sample(name: str, n_series: int) -> int:
+    """Series windows in one sample (forward call row) of model ``name``."""
+    return n_series if name in MULTIVARIATE else 1
 
 
 def count_parameters(model: Any) -> int:

@@ -13,7 +13,7 @@ from models.benchmark.datasets import BenchData, common_grid, split_protocol, zs
 from models.benchmark.ltsf import LTSFError, read_benchmark_csv
 from models.benchmark.report import MODEL_KEYS, SCHEMA, to_document, to_markdown
 from models.benchmark.runner import run_benchmark
-from models.benchmark.specs import MODELS, BenchSpec, Budget
+from models.benchmark.specs import MODELS, RESULT_COLUMNS, BenchSpec, Budget
 from models.benchmark.zoo import parse_models
 from tests.conftest import ROOT
 
@@ -46,6 +46,9 @@ def test_every_model_trains_two_steps_and_gives_finite_metrics_on_a_real_slice()
     assert (results.seed == 1).all() and (results.n_windows == 2).all()
     forward = latency[(latency.path == "forward")]
     assert len(forward) == len(MODELS) * 2 and (forward.p50_ms > 0).all() and (forward.p95_ms >= forward.p50_ms).all()
+    # a forward batch of b is b series windows for every model (iTransformer: b // 2 samples of both series, >= 1)
+    windows = np.where((forward.model == "itransformer") & (forward.batch == 1), 2, forward.batch)
+    np.testing.assert_allclose(forward.windows_per_s, windows / (forward.p50_ms / 1e3), rtol=1e-9)
     predict = latency[(latency.path == "predict") & (latency.model == "nhits")]
     assert (predict.p50_ms > 0).all()
     # iTransformer is multivariate: one predict call forecasts all its series, so only batch 1 is timed
@@ -182,3 +185,74 @@ def test_json_document_has_a_stable_schema():
                                             "forward_ms_b256", "peak_memory_mb"}
     assert set(model["latency"]) == {"forward", "predict"}
     assert "| naive |" in to_markdown(results, latency)
+
+
+def _costs_frames():
+    """Two models on one 8-series data set: NHITS (one window per sample) and iTransformer (one sample = a window of
+    each of the 8 series), with their step times and forward latencies as the runner records them."""
+    base = {"dataset": "d", "kind": "neural", "n_series": 8, "batch_size": 32, "params": 1000, "train_seconds": 10.0,
+            "peak_memory_mb": 100.0}
+    results = pd.DataFrame([{**base, "model": "nhits", "seconds_per_step": 0.02},
+                            {**base, "model": "itransformer", "seconds_per_step": 0.04}])
+    rows = []
+    for model, per_sample, calls in (("nhits", 1, {1: 1.0, 256: 10.0}), ("itransformer", 8, {1: 4.0, 256: 80.0})):
+        for batch, ms in calls.items():  # windows_per_s counts series windows: batch x windows per sample
+            rows.append({"dataset": "d", "model": model, "path": "forward", "batch": batch, "p50_ms": ms,
+                         "windows_per_s": batch * per_sample / (ms / 1e3)})
+    return results, pd.DataFrame(rows).assign(p95_ms=np.nan, repeats=1, skipped="")
+
+
+def test_cost_ratios_are_per_series_window_for_a_multivariate_model():
+    """iTransformer's forward batch b holds b x 8 windows and its step samples x 8: a call 4x NHITS's at batch 1
+    is 0.5x per window, 8x at batch 256 is 1x; 2x the step time over the same 32 windows per step is 2x."""
+    from models.benchmark.report import with_costs
+
+    results, latency = _costs_frames()
+    costs = with_costs(results, latency).set_index("model")
+    assert costs.loc["itransformer", "windows_per_step"] == costs.loc["nhits", "windows_per_step"] == 32
+    assert costs.loc["itransformer", "x_forward_ms_b1"] == pytest.approx(0.5)
+    assert costs.loc["itransformer", "x_forward_ms_b256"] == pytest.approx(1.0)
+    assert costs.loc["itransformer", "x_seconds_per_step"] == pytest.approx(2.0)
+    assert costs.loc["itransformer", "fwd_b1"] == 4.0  # the raw latency per call is kept beside the ratios
+    full = results.reindex(columns=RESULT_COLUMNS).assign(profile="t", seed=1, device="cpu", device_name="cpu")
+    doc = to_document(full, latency, name="t", created_at="2026-01-01T00:00:00+00:00", budget={})
+    itransformer = doc["datasets"][0]["models"][1]
+    assert itransformer["model"] == "itransformer" and itransformer["windows_per_step"] == 32
+    assert itransformer["ratio_to_nhits"]["forward_ms_b1"] == pytest.approx(0.5)
+
+
+def test_itransformer_trains_the_budgets_windows_per_step():
+    """Windows per step follow the budget for every model: iTransformer's samples = budget // n_series (at least 1);
+    it used the library default of 32 samples, i.e. 32 x n_series windows, while the others had 32 windows."""
+    from models.benchmark.zoo import build_model, samples_for
+
+    spec = BenchSpec(name="tiny", h=4, input_size=16, freq="B", season_length=5, n_windows=2, step_size=4,
+                     val_size=0)
+    budget = TINY.replace(batch_size=32)
+    for n_series, samples in ((8, 4), (3, 10), (1, 32), (64, 1)):
+        model = build_model("itransformer", spec, budget, n_series=n_series, accelerator="cpu")
+        assert model.windows_batch_size == samples == samples_for("itransformer", 32, n_series)
+    assert build_model("tide", spec, budget, n_series=8, accelerator="cpu").windows_batch_size == 32
+    assert build_model("nhits", spec, budget, n_series=8, accelerator="cpu").windows_batch_size == 32
+    uncapped = build_model("nhits", spec, budget.replace(train_cap_s=None), n_series=8, accelerator="cpu")
+    assert "max_time" not in uncapped.trainer_kwargs  # --no-caps: no Lightning time limit
+    assert build_model("nhits", spec, budget, n_series=8, accelerator="cpu").trainer_kwargs["max_time"]
+
+
+def test_cap_warnings_name_each_model_a_cap_cut_short():
+    from models.benchmark.report import cap_warnings
+    from models.benchmark.specs import budget_for
+
+    row = {"dataset": "weather-h96", "kind": "neural", "max_steps": 1000, "cap_note": ""}
+    results = pd.DataFrame([{**row, "model": "nhits", "steps_done": 1000},
+                            {**row, "model": "itransformer", "steps_done": 99,
+                             "cap_note": "training capped at 90 s: 99 of 1000 steps; evaluation capped at 40 s: "
+                                         "scored 32 of 1424 windows (every 45th); naive on the same windows beside it"},
+                            {**row, "model": "naive", "kind": "baseline", "steps_done": 0}])
+    assert cap_warnings(results, budget_for("full")) == [
+        ("WARNING: itransformer on weather-h96 trained 99 of 1000 requested steps: stopped by --train-cap 90 s; "
+        "rerun with a larger --train-cap or --no-caps"),
+        ("WARNING: itransformer on weather-h96: evaluation capped at 40 s: scored 32 of 1424 windows; rerun with a "
+        "larger --eval-cap or --no-caps")]
+    assert cap_warnings(results[results.model == "nhits"], budget_for("full")) == []
+    assert budget_for("full", no_caps=True).train_cap_s is None and budget_for("full", train_cap_s=5).train_cap_s == 5

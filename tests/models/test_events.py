@@ -221,3 +221,30 @@ def test_event_features_table_has_every_feature_column() -> None:
     con = connect(":memory:")
     names = con.execute("SELECT name FROM pragma_table_info('event_features')").df().name.tolist()
     assert names == COLUMNS["event_features"] == ["asset_class", "symbol", "ds", "freq", *FEATURE_COLUMNS]
+
+
+def test_fomc_day_takes_the_schedule_from_the_actions_file_only() -> None:
+    """Real FOMC files through the catalog readers: the MP1 file's dates that the actions file does not mark as
+    scheduled meetings (open-market-operation days of 1990-91, the unscheduled meeting of 1992-07-02) are no
+    fomc_day, in the batch features, the future rows and the online state; the policy surprise stays MP1's."""
+    from models.store import PROJECT_ROOT
+
+    _, macro = real_events()
+    assert not macro[macro.source == "fomc_policy_surprise"].scheduled.eq(True).any()  # MP1 carries no schedule
+    actions = pd.read_csv(PROJECT_ROOT / "data" / "events" / "fomc_actions_clean.csv")
+    scheduled = set(pd.to_datetime(actions.Date[actions["Scheduled FOMC"] == 1], format="%m/%d/%Y"))
+    mp1 = pd.read_csv(PROJECT_ROOT / "data" / "events" / "fomc_dates_mp1.csv")
+    mp1_days = pd.to_datetime(mp1.Date, format="%m/%d/%Y")
+    not_scheduled = sorted(set(mp1_days[mp1.Unscheduled == 0]) - scheduled)  # "not unscheduled" in MP1 only
+    assert pd.Timestamp("1990-02-08") in not_scheduled and pd.Timestamp("1992-07-02") in not_scheduled
+    grid = pd.DataFrame({"unique_id": "X", "ds": pd.bdate_range("1990-01-01", "2020-12-31")})
+    f = event_features(grid, pd.DataFrame({"ts": [], "sentiment": []}), macro, "B").set_index("ds")
+    assert set(f.index[f.fomc_day == 1]) == scheduled  # every scheduled meeting (all on weekdays), nothing else
+    assert (f.loc[not_scheduled, "fomc_day"] == 0).all() and len(not_scheduled) == 10
+    assert f.loc[["1990-02-08", "1992-07-02"], "fomc_surprise"].tolist() == pytest.approx([-0.014, -0.08552])
+    fut = future_rows(grid[grid.ds <= "1992-06-30"], 3, "B", macro, ["fomc_day"])  # Jul 1, 2 (unscheduled), 3
+    assert fut.fomc_day.tolist() == [0.0, 0.0, 0.0]
+    fut = future_rows(grid[grid.ds <= "1990-12-14"], 3, "B", macro, ["fomc_day"])  # Dec 17, 18 (scheduled), 19
+    assert fut.fomc_day.tolist() == [0.0, 1.0, 0.0]
+    online = OnlineEventFeatures("B", macro)
+    assert [online.features(None, d)["fomc_day"] for d in ("1990-02-08", "1992-07-02", "1990-12-18")] == [0, 0, 1]

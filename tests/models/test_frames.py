@@ -9,10 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.models.sample_bars import ROOT
 from models.frames import (
-    bar_volatility, class_freq, garman_klass, resample_ohlcv, season_length, to_training_frame,
+    bar_volatility,
+    class_freq,
+    garman_klass,
+    resample_ohlcv,
+    season_length,
+    to_training_frame,
 )
+from tests.models.sample_bars import ROOT
 
 
 def _bars(rows: list[tuple], asset_class: str = "crypto", freq: str = "1min") -> pd.DataFrame:
@@ -49,6 +54,61 @@ def test_crypto_frame_resamples_1min_uses_native_5min_and_ignores_hourly() -> No
     assert sorted(frame["unique_id"].unique()) == ["A", "B"]
     assert frame.loc[frame.unique_id == "A", "y"].tolist() == [5.0, 10.0]  # close of minute 4 and 9
     assert frame.loc[frame.unique_id == "B", "y"].tolist() == [5.5, 6.0]
+
+
+def test_crypto_30min_bars_are_stored_but_not_trained_at_5min() -> None:
+    one_min = _bars([(f"2024-01-01 00:{m:02d}", "A", 1, 2, 0.5, 1 + m, 1) for m in range(10)])
+    half_hour = _bars([("2024-01-01 00:00", "A", 7, 8, 6, 7, 1), ("2024-01-01 00:30", "A", 7, 8, 6, 7, 1),
+                       ("2024-01-01 00:00", "C", 7, 8, 6, 7, 1), ("2024-01-01 00:30", "C", 7, 8, 6, 7, 1)],
+                      freq="30min")
+    frame = to_training_frame(pd.concat([one_min, half_hour]), "crypto", "close", min_length=1)
+    assert frame.attrs["freq"] == "5min" and frame["unique_id"].unique().tolist() == ["A"]
+    assert frame["y"].tolist() == [5.0, 10.0]  # from A's 1min bars only: coarser bars are never used
+
+
+def test_equities_4h_bars_train_as_utc_days_with_hand_computed_ohlc() -> None:
+    four_h = _bars([
+        ("2024-01-02 08:00", "X", 10, 12, 9, 11, 1), ("2024-01-02 12:00", "X", 11, 15, 10, 14, 2),
+        ("2024-01-02 16:00", "X", 14, 14.5, 8, 9, 3), ("2024-01-02 20:00", "X", 9, 10, 8.5, 9.5, 4),
+        ("2024-01-03 00:00", "X", 9.5, 11, 9, 10, 5),  # 00:00 UTC opens the next day (left-closed bins)
+        ("2024-01-03 04:00", "X", 10, 10.5, 7, 8, 6), ("2024-01-03 08:00", "X", 8, 13, 8, 12.5, 7),
+        ("2024-01-02 08:00", "N", 1, 1, 1, 1, 1),  # N has native daily bars: they win
+    ], asset_class="equities", freq="4h")
+    native = _bars([("2024-01-02", "N", 5, 6, 4, 5.5, 1), ("2024-01-03", "N", 5.5, 7, 5, 6, 1)],
+                   asset_class="equities", freq="1d")
+    bars = pd.concat([four_h, native])
+    close = to_training_frame(bars, "equities", "close", min_length=1)
+    assert close.attrs["freq"] == "B"
+    x = close[close.unique_id == "X"]
+    assert x["ds"].tolist() == [pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03")]
+    assert x["y"].tolist() == [9.5, 12.5]  # the last 4h close of each UTC day
+    assert close.loc[close.unique_id == "N", "y"].tolist() == [5.5, 6.0]
+    vol = to_training_frame(bars, "equities", "volatility", min_length=1)
+    k = 2 * np.log(2) - 1  # day 1: O 10 H 15 L 8 C 9.5; day 2: O 9.5 H 13 L 7 C 12.5
+    expected = [np.sqrt(0.5 * np.log(15 / 8) ** 2 - k * np.log(9.5 / 10) ** 2),
+                np.sqrt(0.5 * np.log(13 / 7) ** 2 - k * np.log(12.5 / 9.5) ** 2)]
+    np.testing.assert_allclose(vol.loc[vol.unique_id == "X", "y"], expected)
+    # the same bars read in another time zone still make UTC days
+    eastern = bars.assign(ts=bars["ts"].dt.tz_convert("America/New_York"))
+    assert to_training_frame(eastern, "equities", "close", min_length=1).equals(close)
+
+
+def test_hourly_fx_resamples_each_symbol_from_its_finest_dividing_bars() -> None:
+    def series(sym: str, freq: str, step: str, n: int, c0: float) -> pd.DataFrame:
+        return _bars([(pd.Timestamp("2024-01-01") + i * pd.Timedelta(step), sym, 1, 2, 0.5, c0 + i, 1)
+                      for i in range(n)], "fx", freq)
+
+    bars = pd.concat([
+        series("A", "15min", "15min", 8, 100), series("A", "30min", "30min", 4, 500),
+        series("B", "30min", "30min", 4, 200),
+        series("C", "45min", "45min", 8, 300),  # 45min does not divide an hour: ignored
+        series("D", "1d", "1D", 3, 400),  # coarser: ignored
+        series("E", "1h", "1h", 2, 600), series("E", "15min", "15min", 8, 700),
+    ])
+    frame = to_training_frame(bars, "fx", "close", freq="1h", min_length=1)
+    assert frame.attrs["freq"] == "h"
+    got = frame.groupby("unique_id")["y"].apply(list).to_dict()
+    assert got == {"A": [103.0, 107.0], "B": [201.0, 203.0], "E": [600.0, 601.0]}  # E: native hourly bars win
 
 
 def test_garman_klass_matches_hand_computation() -> None:
@@ -129,5 +189,6 @@ def test_importing_models_is_light() -> None:
         "heavy = [m for m in ('torch', 'neuralforecast', 'pytorch_lightning', 'matplotlib', 'dagster', 'mlflow') "
         "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -72,8 +72,13 @@ class Trained:
             con.close()
 
 
+_TRAINED: list[Trained] = []  # one training per session, also for modules that import these fixtures (tests/chaos)
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
+    if _TRAINED:
+        return _TRAINED[0]
     import dagster as dg
 
     home = tmp_path_factory.mktemp("serving") / "home"
@@ -98,6 +103,7 @@ def trained(tmp_path_factory) -> Trained:
         elif kind == "baseline":
             result.baseline = str(version.version)
     assert result.nhits and result.baseline, "train_job should register an NHITS and a baseline version"
+    _TRAINED.append(result)
     return result
 
 

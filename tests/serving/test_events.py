@@ -89,7 +89,7 @@ def test_an_event_updates_the_last_feature_row_only_and_the_forecast_of_a_model_
                      extra={"hist_exog": list(HIST), "futr_exog": list(FUTR)})
     model = OnnxForecaster.from_path(export_onnx(from_nhits(nf.models[0]), tmp_path / "m.onnx"), info=info)
     arms = {"champion": GuardedModel(model, NaiveForecaster(H, L))}
-    exog = ExogBuffers(L, "5min", 300)
+    exog = ExogBuffers(L, "5min")
     predictor = Predictor(SymbolBuffers(L, "close"), lambda: arms, ABRouter(), exog=exog, freq="5min")
     bars = real_bars(L + 5, symbol="BTCUSDT")
     for row in bars.itertuples():
@@ -132,3 +132,44 @@ def test_post_events_over_http(make_service):
     assert client.post("/events", json={"ts": ts, "headline": "x", "symbol": "NOPE"}).status_code == 404
     assert client.post("/events", json={"ts": ts, "headline": "x", "sentiment": 2}).status_code == 422
     assert client.post("/events", json={"ts": "not a time", "headline": "x"}).status_code == 422
+
+
+def test_post_events_folds_a_late_headline_into_the_rows_it_changes_or_refuses_it(make_service, served):
+    """A headline stamped inside the bar 3 bars before the newest reaches those 4 rows, each at its own origin, as
+    in the batch features (the newest row is not moved back to the headline's time); one the state cannot
+    recompute (its older events are gone, as after pruning) is refused with 409 naming it, and changes nothing."""
+    from fastapi.testclient import TestClient
+
+    from models.event_spec import FEATURE_COLUMNS
+    from models.events import event_features
+    from serving.app import create_app
+
+    service = make_service()
+    client = TestClient(create_app(service, start_background=False))
+    exog, L = service.exog, service.input_size
+    last = service.buffers.get("BTCUSDT").last_ts
+    grid = served.frame().query("unique_id == 'BTCUSDT'").tail(L)[["unique_id", "ds"]]
+    assert pd.Timestamp(grid.ds.iloc[-1]).timestamp() == last
+
+    def rows() -> np.ndarray:
+        return exog.rows["BTCUSDT"][exog.pos["BTCUSDT"]:exog.pos["BTCUSDT"] + L].astype(float)
+
+    before = rows()
+    late = pd.Timestamp(last - 870, unit="s")  # inside the bar stamped last - 900 (origin last - 600)
+    response = client.post("/events", json={"ts": late.isoformat(), "headline": "Bitcoin rallies",
+                                            "symbol": "BTCUSDT", "sentiment": 0.6})
+    assert response.status_code == 200, response.text
+    assert [f["symbol"] for f in response.json()["forecasts"]] == ["BTCUSDT"]
+    news = pd.DataFrame({"ts": [late.tz_localize("UTC")], "symbol": ["BTCUSDT"], "sentiment": [0.6]})
+    want = event_features(grid, news, None, "5min")[FEATURE_COLUMNS].to_numpy(float)
+    np.testing.assert_allclose(rows(), want, rtol=0, atol=1e-6)
+    assert np.array_equal(rows()[:-4], before[:-4]) and (rows()[-4:] != before[-4:]).any(axis=1).all()
+
+    exog.online.held_since = int(pd.Timestamp(last - 60, unit="s").value)  # events before this are gone
+    after = rows()
+    refused = client.post("/events", json={"ts": late.isoformat(), "headline": "Bitcoin rallies again",
+                                           "symbol": "BTCUSDT", "sentiment": 0.9})
+    assert refused.status_code == 409
+    assert f"headline at {late}" in refused.json()["detail"]
+    assert f"newest feature row (bar {pd.Timestamp(last, unit='s')}" in refused.json()["detail"]
+    assert np.array_equal(rows(), after)

@@ -1,5 +1,6 @@
 """Export: the serving graph and its ONNX file equal neuralforecast's own predictions; dynamic batch; the export
-refuses a graph that does not reproduce torch; the `onnx_model` asset's metadata and MLflow tags."""
+refuses a graph that does not reproduce torch on any one series; INT8 is gated per series on post-training windows
+only; the `onnx_model` asset's metadata and MLflow tags."""
 
 from __future__ import annotations
 
@@ -147,63 +148,156 @@ def test_export_fails_when_the_graph_does_not_reproduce_torch(served, tmp_path):
     """The verification is real: an ONNX file checked against a module whose weights differ (one weight nudged)
     is refused; an export whose check is not finite (windows that overflow float32) is refused and leaves no
     export.json; so are windows of the wrong length and an object that is no model."""
+    import dataclasses
+
     import torch
 
-    from serving.export import ExportError, export_model, export_onnx, held_out_windows, verify
+    from serving.export import ExportError, export_model, export_onnx, verify
     from serving.graph import from_nhits
+    from serving.windows import check_windows
 
     pyfunc = nhits_model(served)
     model = pyfunc.nf.models[0]
-    frame = served.frame()
-    windows, actuals = held_out_windows(frame, 288, 12, max_windows=16)
+    checks = check_windows(served.frame(), 288, 12, max_windows=8, train_end=train_end_of(served))
+    windows = checks.windows
     graph = from_nhits(model)
     path = export_onnx(graph, tmp_path / "ok" / "model.onnx")
-    worst, checked = verify(path, graph, windows)
+    worst, checked, _ = verify(path, graph, windows, series=checks.series)
     assert worst <= TOL and checked == [1, 16, 256]
 
     with torch.no_grad():  # a weight changes after the export: the file no longer matches the module
         graph.blocks[-1].layers[-1].bias[0] += 1.0  # the first forecast step moves by one scaled unit
-    with pytest.raises(ExportError, match="differs from torch at batch 1"):
-        verify(path, graph, windows)
+    with pytest.raises(ExportError, match="differs from torch at batch 1 on series"):
+        verify(path, graph, windows, series=checks.series)
 
-    out = tmp_path / "overflow"  # held-out windows on which the model overflows float32: nothing is verified
-    with pytest.raises(ExportError, match=r"at batch 1: max relative difference nan"):
-        export_model(pyfunc, out, np.full_like(windows, 3e38), actuals)
+    out = tmp_path / "overflow"  # windows on which the model overflows float32: nothing is verified
+    with pytest.raises(ExportError, match=r"at batch 1 on series \w+: max relative difference nan"):
+        export_model(pyfunc, out, dataclasses.replace(checks, windows=np.full_like(windows, 3e38)))
     assert (out / "model.onnx").exists() and not (out / "export.json").exists()
     with pytest.raises(ExportError, match=r"shape \(N, 288\)"):
-        export_model(pyfunc, tmp_path / "bad", windows[:, :100], actuals)
+        export_model(pyfunc, tmp_path / "bad", dataclasses.replace(checks, windows=windows[:, :100]))
     with pytest.raises(ExportError, match="cannot export"):
-        export_model(object(), tmp_path / "none", windows, actuals)
+        export_model(object(), tmp_path / "none", checks)
 
-    report = export_model(pyfunc, tmp_path / "good", windows, actuals)
-    assert report.kind == "nhits" and report.max_rel_diff <= TOL and report.n_windows == 16
+    report = export_model(pyfunc, tmp_path / "good", checks)
+    assert report.kind == "nhits" and report.max_rel_diff <= TOL and report.max_rel_diff_series in set(checks.series)
+    assert report.post_training_windows + report.in_sample_windows == len(checks)
+    assert report.int8_windows == report.post_training_windows > 0
     assert report.output_names == ["yhat"] and report.files["fp32"] == "model.onnx"
-    assert report.mae_fp32 > 0 and (report.int8_offered == (abs(report.int8_mae_change) <= 0.01))
+    assert set(report.int8_deviation_by_series) == set(checks.series[checks.post_training])
+    assert report.int8_offered == (max(report.int8_deviation_by_series.values()) <= 0.01)
     assert ("int8" in report.files) == (tmp_path / "good" / "model.int8.onnx").exists() == report.int8_offered
     assert json.loads((tmp_path / "good" / "export.json").read_text())["max_rel_diff"] == report.max_rel_diff
 
+    # no window after the training end: INT8 is refused with the reason, fp32 is still exported and verified
+    in_sample = export_model(pyfunc, tmp_path / "in_sample", checks.select(~checks.post_training))
+    assert not in_sample.int8_offered and "no windows after the training end" in in_sample.int8_note
+    assert in_sample.post_training_windows == 0 and not (tmp_path / "in_sample" / "model.int8.onnx").exists()
 
-def test_held_out_windows_are_what_followed_each_window():
-    """Values encode (series, position), so every window and its actuals can be checked exactly."""
-    from serving.export import ExportError, held_out_windows
 
-    ds = pd.date_range("2024-01-01", periods=100, freq="5min")
-    frame = pd.concat([pd.DataFrame({"unique_id": f"S{s}", "ds": ds, "y": 1000.0 * s + np.arange(100)})
-                       for s in range(3)], ignore_index=True).sample(frac=1, random_state=0)  # order must not matter
-    wins, acts = held_out_windows(frame, 10, 4, max_windows=1000)
-    assert wins.shape[1:] == (10,) and acts.shape[1:] == (4,) and len(wins) == len(acts)
-    assert len(wins) == 3 * len(range(96, 9, -4))
-    for w, a in zip(wins, acts):
-        np.testing.assert_array_equal(np.diff(np.concatenate([w, a])), 1.0)  # contiguous, in time order
-    assert {int(a[-1]) % 1000 for a in acts} >= {99}  # each series' last window ends at its last point
+def train_end_of(served) -> pd.Timestamp:
+    import duckdb
 
-    few, _ = held_out_windows(frame, 10, 4, max_windows=5)
-    assert few.shape == (5, 10)
-    after = ds[60]
-    wins, acts = held_out_windows(frame, 10, 4, after=after)
-    assert (acts[:, 0] % 1000 > 60).all() and len(wins) == 3 * 9  # only targets after `after`
-    with pytest.raises(ExportError, match="no series has 105 points"):
-        held_out_windows(frame, 101, 4)
+    con = duckdb.connect(str(served.home / "warehouse.duckdb"), read_only=True)
+    try:
+        value = con.execute("SELECT max(train_end) FROM model_evaluations WHERE model_name = ? AND version = ?",
+                            [NAME, served.nhits]).fetchone()[0]
+    finally:
+        con.close()
+    return pd.Timestamp(value)
+
+
+@pytest.mark.slow
+def test_the_int8_gate_of_the_stored_export_used_only_windows_after_train_end(served, tmp_path):
+    """The `onnx_model` export of the trained NHITS: export.json names its windows (post-training / in-sample)
+    and the INT8 gate compared INT8 with fp32 on post-training windows only, every one forecasting after the
+    version's train_end (the old export pooled windows spread over the training period into that check)."""
+    from serving.windows import check_windows
+
+    train_end = train_end_of(served)
+    report = json.loads((onnx_folder(served, served.nhits, cache=tmp_path) / "export.json").read_text())
+    assert pd.Timestamp(report["train_end"]) == train_end
+    assert report["post_training_windows"] > 0 and report["in_sample_windows"] > 0
+    assert report["int8_windows"] == report["post_training_windows"]
+    assert pd.Timestamp(report["post_training_first_target"]) > train_end
+    assert set(report["int8_deviation_by_series"]) == {"BTCUSD", "BTCUSDC", "BTCUSDT"}
+
+    checks = check_windows(served.frame(), 288, 12, train_end=train_end)  # what the asset passed the export
+    assert (checks.first_target[checks.post_training] > np.datetime64(train_end)).all()
+    assert (checks.first_target[~checks.post_training] <= np.datetime64(train_end)).all()
+    assert checks.describe()["post_training_windows"] == report["post_training_windows"]
+
+
+def _frame(n: int = 100, series: int = 3) -> pd.DataFrame:
+    ds = pd.date_range("2024-01-01", periods=n, freq="5min")
+    return pd.concat([pd.DataFrame({"unique_id": f"S{s}", "ds": ds, "y": 1000.0 * s + np.arange(n)})
+                      for s in range(series)], ignore_index=True).sample(frac=1, random_state=0)  # any row order
+
+
+def test_check_windows_flag_post_training_windows_and_keep_them_apart():
+    """Post-training windows forecast only after train_end; in-sample ones are flagged as such, never mixed into
+    the post-training set; without a train_end nothing is post-training. Values encode (series, position)."""
+    from serving.windows import check_windows
+
+    frame = _frame()
+    train_end = pd.Timestamp("2024-01-01") + pd.Timedelta(minutes=5 * 60)  # position 60
+    checks = check_windows(frame, 10, 4, max_windows=1000, train_end=train_end)
+    post = checks.post_training_only()
+    assert len(post) == 3 * 9 and (post.first_target > np.datetime64(train_end)).all()  # ends 96, 92, .., 64
+    assert (post.actuals[:, 0] % 1000 > 60).all() and (post.windows[:, -1] % 1000 >= 60).all()  # origin >= train_end
+    assert (checks.actuals[~checks.post_training][:, 0] % 1000 <= 60).all()
+    for w, a, s in zip(checks.windows, checks.actuals, checks.series):  # contiguous, of their own series
+        np.testing.assert_array_equal(np.diff(np.concatenate([w, a])), 1.0)
+        assert int(w[0]) // 1000 == int(s[1:])
+    keys = list(zip(checks.series, checks.first_target))
+    assert len(keys) == len(set(keys))  # no window twice
+    assert checks.describe() == {"train_end": str(train_end), "post_training_windows": 27,
+                                 "in_sample_windows": len(checks) - 27,
+                                 "post_training_first_target": "2024-01-01 05:20:00",
+                                 "post_training_series": 3}
+    assert not check_windows(frame, 10, 4, train_end=None).post_training.any()
+    late = check_windows(frame, 10, 4, train_end=pd.Timestamp("2030-01-01"))  # nothing after it: none, not a fallback
+    assert len(late.post_training_only()) == 0 and late.describe()["post_training_first_target"] is None
+
+
+def test_per_series_tolerance_catches_an_error_on_a_tiny_series_that_the_pooled_check_misses():
+    """A series at level 0.001 beside one at 60000: an ONNX error of 1e-6 on the small one is 1e-3 of its scale
+    (100x the 1e-5 tolerance) but 2e-11 of the pooled scale, which the old pooled check passed."""
+    from serving.export import by_series, max_rel_diff, worst
+
+    rng = np.random.default_rng(0)
+    series = np.repeat(["BIG", "TINY"], 8)
+    torch_out = np.concatenate([60000 + rng.normal(0, 50, (8, 12, 1)), 0.001 + rng.normal(0, 1e-4, (8, 12, 1))])
+    onnx_out = torch_out.copy()
+    onnx_out[:8] *= 1 + 1e-7  # float32-level noise on the big series: fine
+    onnx_out[8:, 3] += 1e-6  # a real error on the tiny series
+    assert max_rel_diff(onnx_out, torch_out) <= 1e-5  # pooled: hidden
+    diffs = by_series(onnx_out, torch_out, series)
+    assert diffs["BIG"] <= 1e-5 and diffs["TINY"] > 1e-4
+    assert worst(diffs) == (diffs["TINY"], "TINY")
+    nan = onnx_out.copy()
+    nan[0, 0, 0] = np.nan
+    assert np.isnan(worst(by_series(nan, torch_out, series))[0])  # never within a tolerance
+
+
+def test_int8_gate_refuses_when_one_series_deviates_though_the_pooled_mae_is_fine():
+    """INT8 is compared with fp32 per series: one series whose INT8 forecasts are 5% off is refused even though
+    the old pooled rule (MAE against the actuals over all windows, within 1%) passed it."""
+    from serving.export import int8_gate
+
+    rng = np.random.default_rng(1)
+    series = np.repeat(["A", "B", "C"], 6)
+    level = np.repeat([30000.0, 2000.0, 0.002], 6)[:, None, None]
+    fp32 = level * (1 + rng.normal(0, 0.01, (18, 12, 1)))
+    actuals = (level * (1 + rng.normal(0, 0.01, (18, 12, 1))))[..., 0]
+    int8 = fp32 * (1 + rng.normal(0, 1e-4, fp32.shape))
+    int8[12:] *= 1.05  # series C: INT8 forecasts 5% away from fp32
+    old_change = np.mean(np.abs(int8[..., 0] - actuals)) / np.mean(np.abs(fp32[..., 0] - actuals)) - 1
+    assert abs(old_change) <= 0.01  # the pooled MAE rule would have offered it
+    offered, largest, name, deviations = int8_gate(int8, fp32, series, 0.01)
+    assert not offered and name == "C" and largest == pytest.approx(0.05, rel=1e-3)
+    assert deviations["A"] < 1e-3 and deviations["B"] < 1e-3
+    assert int8_gate(int8[:12], fp32[:12], series[:12], 0.01)[0]  # without C: offered
 
 
 @pytest.mark.slow
@@ -217,6 +311,7 @@ def test_onnx_model_asset_metadata_and_registry_tags(served):
     assert meta["max_rel_diff"].value <= TOL
     table = meta["exports"].value
     assert "| alias" in table and "now" in table
+    assert "post_training_windows" in table and "in_sample_windows" in table  # the windows named for what they are
     for version in (served.nhits, served.baseline):
         assert f"| {version} " in table or f"|{version}|" in table.replace(" ", "")
         tags = served.client().get_model_version(NAME, version).tags
