@@ -146,7 +146,7 @@ def load_catalog(path: str | Path) -> list[SourceSpec]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise CatalogError(f"catalog {path}: file not found") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a binary or damaged file: say which
         raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
     entries = doc.get("sources") if isinstance(doc, dict) else None
     if not isinstance(entries, list):

@@ -36,7 +36,8 @@ class Loaded:
             rows.append({"source": r.spec.name, "table_name": self.table, "asset_class": r.spec.asset_class,
                          "path": str(r.spec.path), "kind": r.spec.row_table, "rows_read": r.rows_read,
                          "rows_accepted": accepted, "rows_quarantined": quarantined, "rows_stored": stored})
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=["source", "table_name", "asset_class", "path", "kind", "rows_read",
+                                            "rows_accepted", "rows_quarantined", "rows_stored"])
         broken = frame[frame.rows_read != frame.rows_accepted + frame.rows_quarantined]
         if len(broken):  # a bug, never bad input: refuse to write anything
             raise AssertionError(f"rows lost between read and write: {broken.to_dict('records')}")

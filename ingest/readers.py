@@ -2,7 +2,8 @@
 
 Nothing is dropped here: a value that cannot be parsed becomes missing and its row carries a
 `parse_errors` message; validation then sends that row to quarantine. Whole-file problems
-(missing, not text, not CSV, missing column) raise `SourceFileError` naming the file.
+(missing, not text, not CSV, missing column, a compression bomb, a huge first line) raise `SourceFileError`
+naming the file.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ REQUIRED_COLUMNS = {
     "trades": ("ts", "symbol", "price"),
 }
 _TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f"}
-# a compressed file may decompress to GZIP_MAX_RATIO times its size (CSV exports compress 2-10x, the bundled files
-# 2-5x), and always to DECOMPRESSED_FLOOR, but never past DECOMPRESSED_CAP: beyond that it is refused (a gzip bomb)
-GZIP_MAX_RATIO = 50
+# a compressed file (.gz, .bz2, .xz) may decompress to MAX_COMPRESSION_RATIO times its size (CSV exports compress
+# 2-10x, the bundled files 2-5x), and always to DECOMPRESSED_FLOOR, but never past DECOMPRESSED_CAP: beyond, it is
+# refused as a compression bomb
+MAX_COMPRESSION_RATIO = 50
 DECOMPRESSED_FLOOR = 32 * 2**20
 DECOMPRESSED_CAP = 2 * 2**30
 MAX_HEADER_CHARS = 2**20  # the first line (header) of a file; a longer one is no CSV header
@@ -78,9 +80,9 @@ class _Capped(io.RawIOBase):
         self.seen += n
         if self.seen > self.limit:
             raise SourceFileError(
-                f"{self.path}: decompresses to more than {self.limit / 2**20:,.0f} MiB, over {GZIP_MAX_RATIO}x its "
-                f"compressed size (at least {DECOMPRESSED_FLOOR // 2**20} MiB, at most {DECOMPRESSED_CAP // 2**30} "
-                "GiB are read): a compression bomb? refusing to read further")
+                f"{self.path}: decompresses to more than {self.limit / 2**20:,.0f} MiB, over "
+                f"{MAX_COMPRESSION_RATIO}x its compressed size (at least {DECOMPRESSED_FLOOR // 2**20} MiB, at most "
+                f"{DECOMPRESSED_CAP // 2**30} GiB are read): a compression bomb? refusing to read further")
         return n
 
     def close(self) -> None:
@@ -94,7 +96,7 @@ def open_data(path: Path):
     opener = _DECOMPRESS.get(path.suffix.lower())
     if opener is None:
         return open(path, "rb")
-    limit = min(DECOMPRESSED_CAP, max(DECOMPRESSED_FLOOR, GZIP_MAX_RATIO * path.stat().st_size))
+    limit = min(DECOMPRESSED_CAP, max(DECOMPRESSED_FLOOR, MAX_COMPRESSION_RATIO * path.stat().st_size))
     return io.BufferedReader(_Capped(path, opener(path, "rb"), limit))
 
 
@@ -141,7 +143,7 @@ def _read_text_table(path: Path, header: bool, nrows: int | None = None) -> "pd.
     """All cells as strings; a line with the wrong number of fields is kept and flagged."""
     import pandas as pd
 
-    opts = dict(dtype=str, keep_default_na=False, header=0 if header else None, nrows=nrows)
+    opts = {"dtype": str, "keep_default_na": False, "header": 0 if header else None, "nrows": nrows}
     try:
         with _reading(path), open_data(path) as fh:
             return pd.read_csv(fh, **opts)
@@ -178,8 +180,6 @@ def _read_ragged(path: Path, header: bool) -> "pd.DataFrame":
 
 def read_source(spec: SourceSpec, max_rows: int | None = None) -> ReadResult:
     """Read `spec.path` into the canonical columns of `spec.table`."""
-    import pandas as pd
-
     _check_unchanged(spec)
     _check_zones(spec)
     names = read_header(spec.path)  # before pandas: a huge first line or a bomb stops here

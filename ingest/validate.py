@@ -37,8 +37,8 @@ class Split:
 
     def counts(self, sources: list[str]) -> dict[str, tuple[int, int]]:
         """source -> (accepted, quarantined)."""
-        acc = self.accepted["source"].value_counts()
-        qua = self.quarantined["source"].value_counts()
+        acc = self.accepted["source"].value_counts() if "source" in self.accepted else {}
+        qua = self.quarantined["source"].value_counts() if "source" in self.quarantined else {}
         return {s: (int(acc.get(s, 0)), int(qua.get(s, 0))) for s in sources}
 
 

@@ -178,6 +178,20 @@ def storage_error(path, exc: BaseException, doing: str) -> StorageError:
     return StorageError(f"{path}: {doing} failed: {cause}")
 
 
+@contextlib.contextmanager
+def reading(path):
+    """Reads of the DuckDB file ``path``: a damaged block that a query (not the open) runs into is a `StorageError`
+    naming the file, and the file is marked, as when the open finds it."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.Error as exc:
+        if not _is_corruption(exc):
+            raise
+        raise storage_error(path, exc, "reading the warehouse") from exc
+
+
 def connect(path, read_only: bool = False) -> "duckdb.DuckDBPyConnection":
     """A connection with the schema in place and timestamps shown in UTC. A file that failed to open cleanly, or
     was found damaged before (marker ``<file>.corrupt``), is never opened for writing."""
@@ -230,6 +244,8 @@ def _rekey_bars(con) -> None:
 def insert_frame(con, table: str, frame: "pd.DataFrame") -> int:
     """Append `frame`'s columns for `table` (by name, so column order never matters)."""
     cols = COLUMNS[table]
+    if frame.empty:  # nothing to append (a class without sources has no columns to select either)
+        return 0
     con.register("_staged", frame[cols])
     try:
         con.execute(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _staged")

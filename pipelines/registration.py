@@ -15,7 +15,13 @@ from ingest.catalog import (
     spec_from_dict,
 )
 from ingest.files import atomic_copy, atomic_write_text, locked
-from ingest.readers import REQUIRED_COLUMNS, TABLE_COLUMNS, SourceFileError, read_header, read_source
+from ingest.readers import (
+    REQUIRED_COLUMNS,
+    TABLE_COLUMNS,
+    SourceFileError,
+    read_header,
+    read_source,
+)
 from resources.settings import Settings
 
 _OFF_GRID_SHARE = 0.01  # at most this share of the gaps may be no whole multiple of the detected step
@@ -167,6 +173,7 @@ def _store(settings: Settings, src: Path, entry: dict) -> SourceSpec:
     files = sources / "files"
     suffix = "".join(s for s in src.suffixes[-2:] if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", s))
     target = _inside(files / (check_name(entry["name"]) + suffix), files)
+    _read_user_catalog(catalog)  # unreadable: refused before the copy replaces the registered file of this name
     try:  # the copy appears whole or not at all, and the catalog is changed by one process at a time
         _, digest = atomic_copy(src, target)
         entry = {**entry, "path": str(target.relative_to(catalog.parent)), "sha256": digest}

@@ -12,14 +12,16 @@ TARGETS = ("close", "volatility")
 
 def _service(asset_class: str, target: str, challenger_share: float, split: str, variant: str, threads: int,
              fail_max: int, reset_timeout: float, poll: float, warm: bool):
+    from models.store import StorageError, reading, warehouse_path
     from serving.service import ForecastService, ServiceConfig, ServiceError
 
     config = ServiceConfig(asset_class=asset_class, target=target, challenger_share=challenger_share,
                            split_mode=split, variant=variant, threads=threads, fail_max=fail_max,
                            reset_timeout_s=reset_timeout, poll_s=poll, warm=warm)
     try:
-        return ForecastService(config)
-    except ServiceError as exc:
+        with reading(warehouse_path(config.home)):  # start-up reads the warehouse: a damaged one is named
+            return ForecastService(config)
+    except (ServiceError, StorageError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -20,6 +20,20 @@ PIP_REQUIREMENTS = ["neuralforecast", "torch", "pandas", "numpy"]
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")  # MLflow "models from code": the model is this file
 
 
+FILES_TAG = "files"  # {path in the model folder: [bytes, sha256]}, recorded at registration, checked at every load
+
+
+class IncompleteModel(RuntimeError):
+    """A registered version whose stored model files are missing or differ from those it was registered with."""
+
+
+def _files(folder: Path) -> dict[str, list]:
+    from ingest.files import sha256_of
+
+    return {p.relative_to(folder).as_posix(): [p.stat().st_size, sha256_of(p)]
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _numbers(metrics: dict) -> dict[str, float]:
     """The metrics MLflow can store (no None, no NaN)."""
     return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
@@ -115,8 +129,18 @@ class ModelRegistry(dg.ConfigurableResource):
                 artifacts = {BASELINE_ARTIFACT: str(Path(tmp) / "baseline.json")}
             info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
                                            pip_requirements=PIP_REQUIREMENTS)
-        version = mlflow.register_model(info.model_uri, name, tags={"model_kind": kind, "run_id": run.info.run_id})
+        stored = self._model_folder(info.model_uri)
+        files = {FILES_TAG: json.dumps(_files(stored), separators=(",", ":"))} if stored else {}
+        version = mlflow.register_model(info.model_uri, name,
+                                        tags={"model_kind": kind, "run_id": run.info.run_id, **files})
         return str(version.version)
+
+    def _model_folder(self, source: str) -> Path | None:
+        """The folder holding a version's model files (``source`` = models:/m-<id>); None for a remote store."""
+        from urllib.parse import unquote, urlparse
+
+        location = urlparse(self.client().get_logged_model(source.removeprefix("models:/")).artifact_location)
+        return Path(unquote(location.path)) if location.scheme == "file" else None
 
     def close_abandoned_runs(self) -> list[str]:
         """Mark KILLED the runs of the experiment that a killed Dagster run left RUNNING (tag ``dagster_run_id``
@@ -167,13 +191,24 @@ class ModelRegistry(dg.ConfigurableResource):
     def load(self, name: str, alias_or_version: str):
         """The forecaster of `name` at an alias (e.g. 'champion') or a version number: `.predict(history)`, and
         `.nf` (NHITS) or `.forecaster` (baseline). Rebuilt by the installed code from the version's JSON and
-        safetensors files: nothing stored is executed or unpickled (see `resources.pyfunc`)."""
+        safetensors files: nothing stored is executed or unpickled (see `resources.pyfunc`). Files missing from the
+        store, or differing from those registered, are an `IncompleteModel` error naming them."""
         import mlflow
 
         from resources.pyfunc import load_dir
 
-        self.client()
-        ref = f"{name}/{alias_or_version}" if str(alias_or_version).isdigit() else f"{name}@{alias_or_version}"
+        client = self.client()
+        version = (client.get_model_version(name, str(alias_or_version)) if str(alias_or_version).isdigit()
+                   else client.get_model_version_by_alias(name, alias_or_version))
+        ref = f"{name}/{version.version}"
         with tempfile.TemporaryDirectory() as tmp:
-            folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref}", dst_path=tmp)
-            return load_dir(Path(folder), f"models:/{ref}")
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{ref}", dst_path=tmp))
+            recorded = json.loads(version.tags.get(FILES_TAG) or "{}")  # none: registered before files were recorded
+            found = _files(folder) if recorded else {}
+            bad = [f"{path} {'is missing' if path not in found else 'differs from the registered file'}"
+                   for path, entry in recorded.items() if found.get(path) != entry]
+            if bad:
+                raise IncompleteModel(f"models:/{ref}: the stored model is incomplete: {'; '.join(bad)} (in "
+                                      f"{self._model_folder(version.source) or version.source}); restore mlartifacts/ "
+                                      "from a backup or register the model again")
+            return load_dir(folder, f"models:/{ref}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from models.store import (COLUMNS, DDL, connect, insert_frame, open_waiting, read_df,  # noqa: F401
-                          replace_where, storage_error)
+                          reading, replace_where, storage_error)
 from resources.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,5 +58,5 @@ class Warehouse(dg.ConfigurableResource):
                 raise
 
     def query(self, sql: str, params: list | None = None) -> "pd.DataFrame":
-        with self.connect(read_only=True) as con:
+        with self.connect(read_only=True) as con, reading(self.path):
             return read_df(con, sql, params)

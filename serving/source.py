@@ -23,6 +23,19 @@ class CorruptExport(ValueError):
     """An ONNX folder that is incomplete or damaged (the message names the file)."""
 
 
+STALE_DOWNLOAD_S = 600  # a staging folder this old belongs to a download that was killed
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Staging folders left by killed downloads (a live download's folder is younger than STALE_DOWNLOAD_S)."""
+    import shutil
+    import time
+
+    for stale in folder.glob(".download-*"):
+        if time.time() - stale.stat().st_mtime > STALE_DOWNLOAD_S:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def verify_export(folder: Path) -> dict:
     """``export.json`` parses and every file it lists is there, non-empty and, where the export recorded
     them, of the recorded size and SHA-256; returns the report."""
@@ -91,6 +104,7 @@ class ModelSource:
                 logging.getLogger("tradecast.serving").warning("%s; downloading it again", exc)
                 shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_downloads(target.parent)
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
         try:
             self.client().download_artifacts(version.run_id, "onnx", str(staging))

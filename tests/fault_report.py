@@ -59,7 +59,9 @@ def pytest_sessionfinish(session, exitstatus):
             "cpus": os.cpu_count(), "cases": len(_CASES), "passed": passed,
             "command": "make chaos"}
     path.with_suffix(".json").write_text(json.dumps({"meta": meta, "cases": _CASES}, indent=1))
-    lines = [f"# Fault suite (`make chaos`): {passed} of {len(_CASES)} cases passed",
+    counts = ", ".join(f"{sum(c['outcome'] == o for c in _CASES)} {o}" for o in ("passed", "failed", "skipped")
+                       if any(c["outcome"] == o for c in _CASES))
+    lines = [f"# Fault suite (`make chaos`): {len(_CASES)} cases, {counts}",
              "", f"{meta['created']}, {meta['cpus']} CPUs ({meta['machine']}). Each row is one test of `tests/chaos/`: "
              "real processes, real files, real signals, localhost only.", "",
              "| fault | what was checked | outcome | measured | s |", "|---|---|---|---|---:|"]

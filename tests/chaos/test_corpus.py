@@ -154,7 +154,7 @@ def test_corpus_through_tradecast_ingest(empty_bundled_catalog, tmp_path, chaos_
 
 def tradecast(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=timeout)
+                          env=os.environ.copy(), timeout=timeout, check=False)
 
 
 def one_line_error(out: subprocess.CompletedProcess, *phrases: str) -> list[str]:
@@ -236,7 +236,8 @@ def incoming_layout(root: Path, files: dict[str, Path]) -> dict[str, Path]:
                    "what incoming_files_sensor calls), then ingest_job", "process() raises nothing and returns in "
                    "120 s; each file moves to done/ (and loads with read = accepted + quarantined and its reasons) or "
                    "to rejected/ with a .reason.txt naming the problem; a symlink is rejected, never followed; a "
-                   "directory named *.csv is left alone; a broken sidecar (not YAML, a list, an unknown time zone) rejects its file")
+                   "directory named *.csv is left alone; a broken sidecar (not YAML, a list, an unknown time "
+                   "zone) rejects its file")
 def test_corpus_through_the_incoming_folder(empty_bundled_catalog, tmp_path, chaos_detail):
     from pipelines.cli import run_job
     from pipelines.incoming import incoming_dir, process
@@ -300,8 +301,9 @@ def bench_files(folder: Path) -> dict[str, tuple[Path, str | None]]:
     bomb = folder / "wide_bomb.csv.gz"
     bomb.write_bytes(gzip.compress(b"date,A,B\n", mtime=0)
                      + gzip.compress(line * (2**20 // len(line)), 9, mtime=0) * 256)
-    return {"quirks.csv": (quirks, None), "infinite.csv": (infinite, "line 31, column 'B': not a finite number "
-            "'1e400'"), "twice.csv": (twice, "column(s) ['A'] appear more than once in the header"),
+    return {"quirks.csv": (quirks, None),
+            "infinite.csv": (infinite, "line 31, column 'B': not a finite number '1e400'"),
+            "twice.csv": (twice, "column(s) ['A'] appear more than once in the header"),
             "wide_bomb.csv.gz": (bomb, "a compression bomb?")}
 
 

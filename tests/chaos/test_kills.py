@@ -159,9 +159,10 @@ class Child:
         return rc
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        """Kill what is left of its process group (the process, anything it started)."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        self.proc.wait(timeout=30)
 
     def __enter__(self) -> Self:
         return self
@@ -327,8 +328,16 @@ def test_kill_9_inside_the_ingest_transaction_keeps_the_last_commit(home, tmp_pa
                  f"after: {committed['bars'][0]} bars as committed; re-run {final['bars'][0]} bars = clean run")
 
 
-INGEST_FILE = "ts,symbol,open,high,low,close,volume\n" + "".join(
-    f"2024-01-{1 + i // 24:02d}T{i % 24:02d}:00:00Z,{s},10,11,9,10.5,{i}\n" for s in ("AAA", "BBB") for i in range(24 * 30))
+def bars_csv(symbols=("AAA", "BBB"), hours: int = 24 * 30) -> str:
+    """A canonical hourly bar file: ``hours`` bars per symbol from 2024-01-01."""
+    import pandas as pd
+
+    stamps = pd.date_range("2024-01-01", periods=hours, freq="h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "ts,symbol,open,high,low,close,volume\n" + "".join(
+        f"{ts},{s},10,11,9,10.5,{i}\n" for s in symbols for i, ts in enumerate(stamps))
+
+
+INGEST_FILE = bars_csv()
 
 
 # `tradecast` (pipelines.cli's main) once every process of the test is ready: they start their commands together

@@ -128,10 +128,11 @@ def test_http_fuzz_gets_no_5xx_and_changes_only_what_it_was_allowed_to(make_serv
                 if time.monotonic() - started > budget_s:
                     break
             elapsed = time.monotonic() - started
-            assert not offending, f"{len(offending)} of {sent} requests got no 4xx answer:\n" + "\n".join(offending[:8])
+            assert not offending, f"{len(offending)} of {sent} requests got a 5xx or no answer:\n" + "\n".join(offending[:8])
             after_warm = _forecasts(http, warm)
             health = http.get("/health").json()
-            assert health["status"] == "ok" and all(a["breaker"] == "closed" for a in health["arms"].values()), health
+            assert health["status"] == "ok", health  # no request a client sent counted as a model failure
+            assert all(a["breaker"] == "closed" and a["failures"] == 0 for a in health["arms"].values()), health
 
         reference = make_service()
         _replay(reference, accepted)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 
 import numpy as np
 import pytest
@@ -32,6 +34,9 @@ def test_a_download_killed_half_way_is_downloaded_again(served, tmp_path):
     folder = source.onnx_dir(NAME, version)
     (folder / "model.onnx").unlink()  # what a kill during MLflow's parallel download leaves behind
     (folder / "export.json").write_text("")
+    stale = folder.parent / ".download-killed"  # the staging folder of a download killed an hour ago
+    (stale / "onnx").mkdir(parents=True)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     again = source.onnx_dir(NAME, version)
     assert (again / "model.onnx").stat().st_size > 0 and json.loads((again / "export.json").read_text())["files"]
     assert source.forecaster(NAME, version).run(np.ones((1, 288), np.float32)).shape[:2] == (1, 12)
