@@ -124,8 +124,8 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
         | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
         tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags})
     registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
-    registry.set_alias(name, "challenger", version)
     record_evaluation(warehouse, name, version, asset_class, target, result, context.run_id)
+    registry.set_alias(name, "challenger", version)  # last: a challenger always has its evaluation rows
     ensure_champion(registry, warehouse, name, asset_class, target, spec, result, context.run_id)
     return dg.MaterializeResult(metadata={
         "model_name": name, "version": version, "target": target, "features": features,

@@ -4,6 +4,7 @@
 safetensors and its parameters in JSON; nothing is pickled. mlflow is imported inside the methods (it is slow
 to import)."""
 
+import contextlib
 import json
 import math
 import tempfile
@@ -20,18 +21,30 @@ PIP_REQUIREMENTS = ["neuralforecast", "torch", "pandas", "numpy"]
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")  # MLflow "models from code": the model is this file
 
 
-FILES_TAG = "files"  # {path in the model folder: [bytes, sha256]}, recorded at registration, checked at every load
+FILES_TAG = "files"  # {path of a weights/parameters file: [bytes, sha256]}: recorded at registration, checked on load
 
 
 class IncompleteModel(RuntimeError):
-    """A registered version whose stored model files are missing or differ from those it was registered with."""
+    """A registered version whose stored weights or parameters are missing or differ from those registered."""
 
 
 def _files(folder: Path) -> dict[str, list]:
+    """The files a version is rebuilt from (``artifacts/`` of its model folder: JSON and safetensors), by path."""
     from ingest.files import sha256_of
 
     return {p.relative_to(folder).as_posix(): [p.stat().st_size, sha256_of(p)]
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted((folder / "artifacts").rglob("*")) if p.is_file()}
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """An OSError that names no file (a full disk under a library's ``write``) names ``path``, what was written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _numbers(metrics: dict) -> dict[str, float]:
@@ -44,10 +57,11 @@ class ModelRegistry(dg.ConfigurableResource):
 
     settings: Settings
     experiment: str = "tradecast"
-    _instance: Any = PrivateAttr(default=None)  # the Dagster instance of the run using this resource, if any
+    _instance: Any = PrivateAttr(default=None)  # the Dagster instance and run using this resource, if any
+    _run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._instance = context.instance
+        self._instance, self._run_id = context.instance, context.run_id
 
     @property
     def tracking_uri(self) -> str:
@@ -115,7 +129,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics(_numbers(metrics))
-            mlflow.set_tags({**tags, "model_kind": kind})
+            mlflow.set_tags({**({"dagster_run_id": self._run_id} if self._run_id else {}), **tags, "model_kind": kind})
             mlflow.log_table(evaluation, artifact_file="evaluation.json")
             if plot_png:
                 (Path(tmp) / "forecast.png").write_bytes(plot_png)
@@ -123,9 +137,11 @@ class ModelRegistry(dg.ConfigurableResource):
             if kind == "nhits":
                 from models.forecasting import save_model
 
-                artifacts = {NHITS_ARTIFACT: save_model(nf, Path(tmp) / "nf")}
+                with _writing(Path(tmp) / "nf"):
+                    artifacts = {NHITS_ARTIFACT: save_model(nf, Path(tmp) / "nf")}
             else:
-                (Path(tmp) / "baseline.json").write_text(json.dumps(baseline))
+                with _writing(Path(tmp) / "baseline.json"):
+                    (Path(tmp) / "baseline.json").write_text(json.dumps(baseline))
                 artifacts = {BASELINE_ARTIFACT: str(Path(tmp) / "baseline.json")}
             info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
                                            pip_requirements=PIP_REQUIREMENTS)
@@ -143,9 +159,10 @@ class ModelRegistry(dg.ConfigurableResource):
         return Path(unquote(location.path)) if location.scheme == "file" else None
 
     def close_abandoned_runs(self) -> list[str]:
-        """Mark KILLED the runs of the experiment that a killed Dagster run left RUNNING (tag ``dagster_run_id``
-        naming a run that has ended: failed by `pipelines.run_guard` or the daemon's run monitoring); returns their
-        ids. Needs the Dagster instance of the run using this resource (none outside a run: nothing is done)."""
+        """Mark KILLED the runs of the experiment that a killed Dagster run left RUNNING (tag ``dagster_run_id``, set
+        on every run logged in a Dagster run, naming a run that has ended: failed by `pipelines.run_guard` or the
+        daemon's run monitoring); returns their ids. Needs the Dagster instance of the run using this resource
+        (none outside a run: nothing is done)."""
         client = self.client()
         if self._instance is None:
             return []
