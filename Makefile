@@ -1,22 +1,41 @@
-# tradecast — every target installs what it needs into .venv first (a fresh clone needs only Python 3.11).
+# tradecast — every target installs what it needs into .venv first (a fresh clone needs only Python 3.11 and PyPI).
+# The install is reproducible: uv (pinned, from PyPI, in .tools/) syncs .venv to the committed uv.lock.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+UV_STAMP := $(TOOLS)/.uv-$(UV_VERSION)
+# uv: sync into .venv with the Python found above (its real executable: a pyenv shim is a script, and uv would
+# rebuild .venv on every sync), never a Python downloaded by uv
+UV_ENV = UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(VENV) UV_PYTHON_DOWNLOADS=never \
+	UV_PYTHON=$$($(PYTHON) -c 'import sys; print(sys.executable)')
 export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 SERVE_PORT ?= 8000
 
-.PHONY: setup chromium run train-full test chaos bench bench-events bench-serve serve ui clean
+.PHONY: setup lock lint chromium run train-full test chaos bench bench-events bench-serve serve ui clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(UV_STAMP):
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	@rm -f $(TOOLS)/.uv-* && touch $(UV_STAMP)
+
+# --locked: a uv.lock that no longer matches pyproject.toml stops here (run `make lock`, commit both)
+$(STAMP): pyproject.toml uv.lock $(UV_STAMP)
+	$(UV_ENV) $(UV) sync --locked --extra dev
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## the virtualenv with the project and its dev tools
+setup: $(STAMP)  ## the virtualenv .venv, exactly as uv.lock says (the project editable, with its dev tools)
+
+lock: $(UV_STAMP)  ## re-resolve uv.lock after a change to pyproject.toml's dependencies (then commit both)
+	$(UV_ENV) $(UV) lock
+
+lint: setup  ## ruff over the whole tree (config: [tool.ruff] in pyproject.toml)
+	$(BIN)/ruff check .
 
 run: setup  ## the whole pipeline on the bundled data, then a summary
 	$(BIN)/tradecast run
@@ -24,11 +43,12 @@ run: setup  ## the whole pipeline on the bundled data, then a summary
 train-full: setup  ## the pipeline with the full training profile (1500 steps, early stopping)
 	$(BIN)/tradecast run --profile full
 
-chromium:  ## Debian's chromium for tests/test_ui_browser.py (Playwright's own browser download is not used)
+chromium:  ## Debian's chromium for tests/pipelines/test_ui_browser.py (Playwright's own browser download is not used)
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || command -v sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: setup chromium  ## the test suite (fails when no test ran)
+test: setup chromium  ## lint, then the test suite (fails when no test ran)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 chaos: setup  ## the whole fault suite (kills, races, corrupt inputs, fuzz, load with failures) -> benchmarks/results/chaos-<cpu|cuda>.{md,json}
@@ -50,5 +70,5 @@ serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SER
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:$(PORT), same instance as the CLI runs
 	DAGSTER_HOME=$$($(BIN)/python -m pipelines.instance) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
-clean:  ## remove runtime state (the warehouse, MLflow, Dagster runs) — not the venv
+clean:  ## remove runtime state (the warehouse, MLflow, Dagster runs) — not the venv nor .tools
 	rm -rf "$(TRADECAST_HOME)"

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from assets.common import DUCKDB_POOL, OWNERS, asset_class_partitions, png_markdown
 from assets.market_bars import market_bars
+from domain.vocabulary import BENCHMARK_MODELS
 from resources import ModelRegistry, Warehouse
 
 
@@ -15,7 +16,7 @@ class BenchmarkConfig(dg.Config):
     """Budget of the comparison; empty fields take the profile's value (quick: minutes on 2 cores)."""
 
     profile: Literal["quick", "full"] = Field("quick", description="quick (make run, tests) or full (make bench)")
-    models: list[str] = Field(["nhits", "patchtst", "itransformer", "timesnet", "tide"],
+    models: list[str] = Field(list(BENCHMARK_MODELS),
                               description="neural models compared (the naive baselines always run)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps, the same for every neural model")
     batch_size: int | None = Field(None, ge=1, description="training windows per step, the same for every model")
@@ -61,13 +62,15 @@ def benchmark_report(context: dg.AssetExecutionContext, config: BenchmarkConfig,
     from models.benchmark.datasets import market_datasets
     from models.benchmark.report import plot_benchmark, to_document, to_markdown
     from models.benchmark.runner import run_many
+    from models.benchmark.summary import nhits_wins, run_metrics
     from models.benchmark.zoo import parse_models
-    from resources.warehouse import insert_frame
+    from storage.bars import read_bars
+    from storage.duck import insert_frame
 
     asset_class = context.partition_key
     budget = config.budget()
     models = parse_models(",".join(config.models))
-    bars = warehouse.query("SELECT * FROM bars WHERE asset_class = ? ORDER BY symbol, freq, ts", [asset_class])
+    bars = read_bars(warehouse.query, asset_class)
     datasets = market_datasets(bars, asset_class, budget)
     results, latency = run_many(datasets, budget, models, accelerator=config.accelerator, log=context.log.info)
     bench_id, created = f"{context.run_id[:8]}-{asset_class}", pd.Timestamp.now(tz="UTC")
@@ -75,11 +78,10 @@ def benchmark_report(context: dg.AssetExecutionContext, config: BenchmarkConfig,
     markdown, plot = to_markdown(results, latency, title=title), plot_benchmark(results, latency)
     document = to_document(results, latency, name=bench_id, created_at=created.isoformat(),
                            budget=dataclasses.asdict(budget))
-    metrics = {f"{r.dataset}.{r.model}.{m}": getattr(r, m) for r in results.itertuples() for m in ("mse", "mae", "mase")}
-    metrics |= {f"{r.dataset}.{r.model}.train_seconds": r.train_seconds for r in results.itertuples()
-                if r.kind == "neural"}
+    metrics = run_metrics(results)
     run_id = registry.log_benchmark(
-        run_name=bench_id, params={**dataclasses.asdict(budget), "asset_class": asset_class, "models": ",".join(models)},
+        run_name=bench_id,
+        params={**dataclasses.asdict(budget), "asset_class": asset_class, "models": ",".join(models)},
         metrics=metrics, tags={"asset_class": asset_class, "profile": budget.profile, "dagster_run_id": context.run_id},
         files={"benchmark.json": json.dumps(document, indent=1), "benchmark.md": markdown, "benchmark.png": plot})
     with warehouse.transaction() as con:
@@ -90,14 +92,8 @@ def benchmark_report(context: dg.AssetExecutionContext, config: BenchmarkConfig,
         "dagster/row_count": dg.MetadataValue.int(len(results)),
         "bench_id": bench_id, "mlflow_run_id": run_id, "profile": budget.profile, "seed": budget.seed,
         "datasets": dg.MetadataValue.int(len(datasets)),
-        "nhits_beats_naive": _wins(results),
+        "nhits_beats_naive": nhits_wins(results),
         "capped_models": dg.MetadataValue.int(int(results["capped"].fillna(False).sum())),
         "report": dg.MetadataValue.md(markdown),
         "plot": png_markdown(plot, f"benchmark {asset_class}"),
     })
-
-
-def _wins(results) -> str:
-    nhits = results[results["model"] == "nhits"]
-    won = int((nhits["mase"] < nhits["naive_mase_same_windows"]).sum())
-    return f"{won} of {len(nhits)} data sets (MASE below the last value's)"

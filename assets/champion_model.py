@@ -3,12 +3,10 @@ challenger that passes moves alias `champion`; a refused one leaves it where it 
 
 import dagster as dg
 
-from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions
+from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from assets.nhits_model import nhits_model
+from domain.vocabulary import CHALLENGER, CHAMPION, NHITS_KIND, PREVIOUS_CHAMPION, model_name
 from resources import ModelRegistry, Warehouse
-from resources.registry import model_name
-
-PROMOTED, REFUSED = "promoted", "refused: champion stays"  # the decision, as the asset page and `tradecast run` say it
 
 
 @dg.asset(
@@ -30,25 +28,48 @@ PROMOTED, REFUSED = "promoted", "refused: champion stays"  # the decision, as th
 )
 def champion_model(context: dg.AssetExecutionContext, warehouse: Warehouse,
                    registry: ModelRegistry) -> dg.MaterializeResult:
-    from assets.promotion import decide, record_decision
+    import pandas as pd
+
+    from models.plots import plot_evaluation
+    from models.promotion import champion_mase, decide, rescore
+    from storage.queries import evaluation_of, model_input, record_decision
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
-    d = decide(registry, warehouse, name, asset_class, target)
+    challenger = registry.alias(name, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"{name} has no challenger: materialize nhits_model first")
+    evaluation = evaluation_of(warehouse.query, name, challenger.version)
+    champion = registry.alias(name, CHAMPION)
+    score = None
+    if champion is not None and champion.version != challenger.version:
+        def rescore_champion(windows):  # an NHITS champion forecasts the challenger's windows (its features too)
+            model = registry.load(name, champion.version)
+            return rescore(model.nf, model_input(warehouse.query, asset_class, target, model).history, windows)
+
+        score = champion_mase(champion, evaluation, rescore_champion)
+    d = decide(challenger.version, evaluation, champion, score)
     if d.passed:
-        registry.set_alias(name, "champion", d.version)
+        registry.set_alias(name, CHAMPION, d.version)
         if d.champion_version and d.champion_version != d.version:
-            registry.set_alias(name, "previous_champion", d.champion_version)  # the service's backup model
-        champion, kind, verdict = d.version, "nhits", PROMOTED
+            registry.set_alias(name, PREVIOUS_CHAMPION, d.champion_version)  # the service's backup model
+        champion_version, kind = d.version, NHITS_KIND
     else:  # the alias is not touched: a refused challenger never becomes champion
-        champion, kind, verdict = d.champion_version or "none", d.champion_kind, REFUSED
-    record_decision(warehouse, registry, name, asset_class, target, d, "promoted" if d.passed else "refused",
-                    "nhits", context.run_id)
-    context.log.info(f"{name} challenger v{d.version}: {verdict} (champion v{champion}): {d.reason}")
-    return dg.MaterializeResult(data_version=dg.DataVersion(str(champion)), metadata={
-        "decision": verdict, "reason": d.reason, "champion_version": str(champion), "model_kind": kind or "",
+        champion_version, kind = d.champion_version or "none", d.champion_kind
+    with warehouse.transaction() as con:
+        record_decision(con, d, name=name, asset_class=asset_class, target=target,
+                        verdict=d.verdict, kind=NHITS_KIND, run_id=context.run_id)
+    registry.tag(name, d.version, {"promotion": d.verdict, "promotion_reason": d.reason})
+    scores = evaluation[["model", "mase"]]
+    if score is not None:  # the champion on the same windows, beside the challenger and the baselines
+        scores = pd.concat([scores, pd.DataFrame([{"model": f"champion v{d.champion_version}", "mase": score}])])
+    plot = plot_evaluation(scores, metric="mase", title=f"{name}: MASE on v{d.version}'s test windows")
+    context.log.info(f"{name} challenger v{d.version}: {d.headline} (champion v{champion_version}): {d.reason}")
+    return dg.MaterializeResult(data_version=dg.DataVersion(str(champion_version)), metadata={
+        "decision": d.headline, "reason": d.reason, "champion_version": str(champion_version), "model_kind": kind or "",
         "challenger_version": d.version, "challenger_mase": dg.MetadataValue.float(d.challenger_mase),
         "best_baseline": d.best_baseline, "best_baseline_mase": dg.MetadataValue.float(d.best_baseline_mase),
         "challenged_champion": d.champion_version or "",
         "challenged_champion_mase": dg.MetadataValue.float(
-            float("nan") if d.champion_mase is None else d.champion_mase)})
+            float("nan") if d.champion_mase is None else d.champion_mase),
+        "scores_plot": png_markdown(plot, f"{name} gate scores")})

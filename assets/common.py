@@ -7,21 +7,19 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from domain.vocabulary import ASSET_CLASSES, TARGETS
 from resources import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ingest.catalog import SourceSpec
-    from ingest.load import Loaded
 
 DUCKDB_POOL = "duckdb_writer"  # DuckDB allows one writer: the instance limits this pool to 1
 OWNERS = ["team:data-platform"]
-ASSET_CLASSES = ["equities", "crypto", "fx"]
-asset_class_partitions = dg.StaticPartitionsDefinition(ASSET_CLASSES)
-TARGETS = ["close", "volatility"]  # the price path and per-bar volatility: both first-class
+asset_class_partitions = dg.StaticPartitionsDefinition(list(ASSET_CLASSES))
 model_partitions = dg.MultiPartitionsDefinition(
-    {"asset_class": asset_class_partitions, "target": dg.StaticPartitionsDefinition(TARGETS)})
+    {"asset_class": asset_class_partitions, "target": dg.StaticPartitionsDefinition(list(TARGETS))})
 
 
 # materialize when any upstream asset updated, once nothing upstream or here is running (forecasts, onnx_model)
@@ -58,23 +56,6 @@ def catalog_specs(settings: Settings) -> list["SourceSpec"]:
     return load_catalogs([user, settings.catalog_path] if user.exists() else [settings.catalog_path])
 
 
-def write_loaded(con, loaded: "Loaded", scope: dict, run_id: str) -> "pd.DataFrame":
-    """Replace `scope` of the table, its quarantine rows and its load records (inside the caller's
-    transaction); returns the per-source reconciliation."""
-    import pandas as pd
-
-    from resources.warehouse import replace_where
-
-    now = pd.Timestamp.now(tz="UTC")
-    recon = loaded.reconciliation().assign(run_id=run_id, loaded_at=now)
-    replace_where(con, loaded.table, loaded.split.accepted, scope)
-    quarantine = loaded.split.quarantined.assign(run_id=run_id, quarantined_at=now)
-    replace_where(con, "quarantine", quarantine, {"table_name": loaded.table, **scope})
-    con.execute("DELETE FROM source_loads WHERE list_contains(?, source)", [recon["source"].tolist()])
-    replace_where(con, "source_loads", recon, {"table_name": loaded.table, **scope})
-    return recon
-
-
 def ingest_metadata(recon: "pd.DataFrame", row_count: int) -> dict:
     """Row counts (read = accepted + quarantined) and the per-source table, for the asset page."""
     table = recon[["source", "rows_read", "rows_accepted", "rows_quarantined"]]
@@ -91,6 +72,7 @@ def ingest_table(context, config: IngestConfig, settings: Settings, warehouse, t
     """Load every catalog source of an unpartitioned `table` and replace the table atomically."""
     from ingest.catalog import select
     from ingest.load import load_sources
+    from storage.queries import write_loaded
 
     loaded = load_sources(select(catalog_specs(settings), table), table, config.max_rows_per_source)
     with warehouse.transaction() as con:

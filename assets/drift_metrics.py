@@ -4,15 +4,16 @@ data, and performance drift of the champion's stored forecasts; read by `drift_s
 import dagster as dg
 from pydantic import Field
 
-from assets.common import DUCKDB_POOL, OWNERS, TARGETS, asset_class_partitions
+from assets.common import DUCKDB_POOL, OWNERS, asset_class_partitions
 from assets.market_bars import market_bars
+from domain.vocabulary import CHAMPION, TARGETS, model_name
 from resources import ModelRegistry, Warehouse
-from resources.registry import model_name
 
 
 class DriftConfig(dg.Config):
     """Thresholds: a (symbol, feature) drifts when PSI or KS exceeds its threshold; the class drifts when at least
-    `min_share` of its tested pairs drift, or when the champion's realized error exceeds `perf_ratio` x its test error."""
+    `min_share` of its tested pairs drift, or when the champion's realized error exceeds `perf_ratio` x its test
+    error."""
 
     psi: float = Field(0.25, gt=0, description="population stability index threshold (0.25 = significant shift)")
     ks: float = Field(0.2, gt=0, le=1, description="two-sample Kolmogorov-Smirnov statistic threshold")
@@ -45,33 +46,22 @@ class DriftConfig(dg.Config):
 )
 def drift_metrics(context: dg.AssetExecutionContext, config: DriftConfig, warehouse: Warehouse,
                   registry: ModelRegistry) -> dg.MaterializeResult:
-    import pandas as pd
+    from storage.bars import read_bars
+    from storage.drift import measure_drift, record_drift
 
-    from models.drift import class_verdict, features, input_drift
-    from models.frames import to_training_frame
-    from resources.warehouse import insert_frame
-
-    asset_class, th = context.partition_key, config.thresholds()
-    bars = warehouse.query("SELECT * FROM bars WHERE asset_class = ? ORDER BY symbol, freq, ts", [asset_class])
+    asset_class = context.partition_key
+    bars = read_bars(warehouse.query, asset_class)
     if bars.empty:
         raise dg.Failure(f"no {asset_class} bars yet: materialize market_bars [{asset_class}] first")
-    frames = {t: to_training_frame(bars, asset_class, t, min_length=2) for t in TARGETS}
-    champions = {t: registry.alias(model_name(asset_class, t), "champion") for t in TARGETS}
-    ref_end = _reference_end(warehouse, asset_class, champions)
-    parts = [input_drift(features(frames["close"], frames["volatility"]), asset_class, ref_end, th)]
-    for target in TARGETS:
-        parts.append(_performance(warehouse, asset_class, target, champions[target], frames[target], th))
-    table = pd.concat(parts, ignore_index=True)
-    drifted, reason = class_verdict(table, th)
-    watermark = pd.Timestamp(bars["ts"].max())
-    out = table.assign(computed_at=pd.Timestamp.now(tz="UTC"), watermark=watermark, class_drifted=drifted,
-                       verdict=reason, run_id=context.run_id)
+    champions = {t: registry.alias(model_name(asset_class, t), CHAMPION) for t in TARGETS}
+    drift = measure_drift(warehouse.query, bars, asset_class, champions, config.thresholds())
     with warehouse.transaction() as con:
-        insert_frame(con, "drift_metrics", out)
+        record_drift(con, drift, context.run_id)
+    table, ref_end = drift.table, drift.reference_end
     tested = table[table["psi"].notna()].sort_values("psi", ascending=False)
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": dg.MetadataValue.int(len(table)), "drifted": drifted, "verdict": reason,
-        "watermark": str(watermark), "reference_end": str(ref_end) if ref_end is not None else "no champion yet",
+        "dagster/row_count": dg.MetadataValue.int(len(table)), "drifted": drift.drifted, "verdict": drift.verdict,
+        "watermark": str(drift.watermark), "reference_end": str(ref_end) if ref_end is not None else "no champion yet",
         "max_psi": dg.MetadataValue.float(float(tested["psi"].max()) if len(tested) else float("nan")),
         "top_shifts": dg.MetadataValue.md(
             tested.head(15)[["symbol", "feature", "psi", "ks", "n_ref", "n_cur", "reason"]].round(4)
@@ -79,35 +69,3 @@ def drift_metrics(context: dg.AssetExecutionContext, config: DriftConfig, wareho
         "performance": dg.MetadataValue.md(table[table["feature"].str.startswith("performance")][
             ["feature", "perf_ratio", "n_cur", "reason"]].to_markdown(index=False)),
     })
-
-
-def _reference_end(warehouse: Warehouse, asset_class: str, champions: dict):
-    """End of the champions' training period (the earliest over the class's targets), or None."""
-    ends = []
-    for target, version in champions.items():
-        if version is None:
-            continue
-        found = warehouse.query(
-            "SELECT max(train_end) AS t FROM model_evaluations WHERE model_name = ? AND (version = ? OR ? = 'baseline')",
-            [model_name(asset_class, target), str(version.version), version.tags.get("model_kind", "nhits")])
-        if found.t.notna().any():
-            ends.append(found.t.iloc[0])
-    return min(ends) if ends else None
-
-
-def _performance(warehouse: Warehouse, asset_class: str, target: str, champion, frame, th):
-    import pandas as pd
-
-    from models.drift import performance_drift
-
-    fc = warehouse.query("SELECT symbol, ds, yhat, model_kind, model_version FROM forecasts "
-                         "WHERE asset_class = ? AND target = ?", [asset_class, target])
-    test_mae = None
-    if champion is not None and not fc.empty:
-        kind = champion.tags.get("model_kind", "nhits")
-        model = "nhits" if kind == "nhits" else champion.tags.get("baseline", "naive")
-        found = warehouse.query("SELECT mae FROM model_evaluations WHERE model_name = ? AND model = ? "
-                                "ORDER BY evaluated_at DESC LIMIT 1", [model_name(asset_class, target), model])
-        test_mae = float(found.mae.iloc[0]) if len(found) else None
-    fc["ds"] = pd.to_datetime(fc["ds"])
-    return performance_drift(fc[["symbol", "ds", "yhat"]], frame, test_mae, asset_class, target, th)

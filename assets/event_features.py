@@ -35,14 +35,15 @@ class EventFeaturesConfig(dg.Config):
 )
 def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfig,
                    warehouse: Warehouse) -> dg.MaterializeResult:
-    from models.event_report import coverage_by_source, coverage_by_symbol, coverage_summary, plot_coverage
-    from models.event_spec import calendar_for
-    from models.events import event_features as compute
+    from models.events.features import event_features as compute
+    from models.events.report import coverage_by_source, coverage_by_symbol, coverage_summary, plot_coverage
+    from models.events.spec import calendar_for
     from models.frames import to_training_frame
-    from resources.warehouse import replace_where
+    from storage.bars import read_bars
+    from storage.duck import replace_where
 
     asset_class = context.partition_key
-    bars = warehouse.query("SELECT * FROM bars WHERE asset_class = ? ORDER BY symbol, freq, ts", [asset_class])
+    bars = read_bars(warehouse.query, asset_class)
     if bars.empty:
         raise dg.Failure(f"no {asset_class} bars yet: materialize market_bars [{asset_class}] first")
     grid = to_training_frame(bars, asset_class, "close", min_length=1)

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, png_markdown
+from domain.vocabulary import CHALLENGER
 from resources import Warehouse
 
 live_metrics = dg.AssetSpec(
@@ -36,7 +37,7 @@ def live_ab_report(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
         "summary": dg.MetadataValue.md(table.round({"mae": 6, "mase": 4, "mase_vs_champion": 4}).astype(str)
                                        .to_markdown(index=False) if len(table) else "no live forecasts scored yet"),
     }
-    challenger = table[table.arm == "challenger"]
+    challenger = table[table.arm == CHALLENGER]
     if len(challenger):
         metadata["challenger_mase_vs_champion"] = dg.MetadataValue.float(float(challenger.mase_vs_champion.iloc[0]))
     if len(rows):

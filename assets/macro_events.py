@@ -21,11 +21,11 @@ from resources import Settings, Warehouse
 )
 def macro_events(context: dg.AssetExecutionContext, config: IngestConfig, settings: Settings,
                  warehouse: Warehouse) -> dg.MaterializeResult:
+    from ingest.summaries import macro_by_type
+
     loaded, recon = ingest_table(context, config, settings, warehouse, "macro_events")
     accepted = loaded.split.accepted
-    by_type = (accepted.groupby("event_type")
-               .agg(events=("ts", "size"), first=("ts", "min"), last=("ts", "max"),
-                    with_surprise=("policy_surprise", "count")).reset_index())
+    by_type = macro_by_type(accepted)
     metadata = ingest_metadata(recon, len(accepted))
     metadata["by_event_type"] = dg.MetadataValue.md(by_type.astype(str).to_markdown(index=False))
     return dg.MaterializeResult(metadata=metadata)

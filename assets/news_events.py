@@ -21,21 +21,22 @@ from resources import Settings, Warehouse
 )
 def news_events(context: dg.AssetExecutionContext, config: IngestConfig, settings: Settings,
                 warehouse: Warehouse) -> dg.MaterializeResult:
+    from ingest.summaries import news_summary
+
     loaded, recon = ingest_table(context, config, settings, warehouse, "news_events")
     accepted = loaded.split.accepted
-    stats = (accepted.groupby("source")
-             .agg(events=("headline", "size"), symbols=("symbol", "nunique"), first_ts=("ts", "min"),
-                  last_ts=("ts", "max"), mean_sentiment=("sentiment", "mean")).reset_index())
+    stats, share_positive, share_negative = news_summary(accepted)
     metadata = ingest_metadata(recon, len(accepted))
     metadata["by_source"] = dg.MetadataValue.md(stats.round({"mean_sentiment": 3}).astype(str).to_markdown(index=False))
-    metadata["share_positive"] = dg.MetadataValue.float(float((accepted.sentiment > 0.05).mean()) if len(accepted) else 0.0)
-    metadata["share_negative"] = dg.MetadataValue.float(float((accepted.sentiment < -0.05).mean()) if len(accepted) else 0.0)
+    metadata["share_positive"] = dg.MetadataValue.float(share_positive)
+    metadata["share_negative"] = dg.MetadataValue.float(share_negative)
     return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset_check(asset=news_events, pool=DUCKDB_POOL, blocking=True,
                 description="Every stored event has a sentiment in [-1, 1] and a non-empty headline.")
 def check_news_events_sentiment_range(warehouse: Warehouse) -> dg.AssetCheckResult:
-    bad = warehouse.query("""SELECT count(*) AS n FROM news_events WHERE sentiment IS NULL OR sentiment < -1
-                             OR sentiment > 1 OR coalesce(length(headline), 0) = 0""").n.iloc[0]
-    return dg.AssetCheckResult(passed=int(bad) == 0, metadata={"violations": int(bad)})
+    from storage.checks import sentiment_violations
+
+    bad = sentiment_violations(warehouse.query)
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"violations": bad})

@@ -9,8 +9,8 @@ from pydantic import Field
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from assets.event_features import event_features
 from assets.training_frames import training_frames
+from domain.vocabulary import BASELINE_KIND, CHALLENGER, CHAMPION, NHITS_KIND, model_name
 from resources import ModelRegistry, Warehouse
-from resources.registry import model_name
 
 
 class NHITSConfig(dg.Config):
@@ -46,34 +46,10 @@ class NHITSConfig(dg.Config):
         if self.mlp_units is not None:
             overrides["mlp_units"] = tuple(tuple(u) for u in self.mlp_units)
         if self.use_events:
-            from models.event_spec import exog_columns
+            from models.events.spec import exog_columns
 
             overrides["hist_exog"], overrides["futr_exog"] = exog_columns(self.event_groups)
         return spec_for(asset_class, self.profile, loss=self.loss, seed=self.seed, **overrides)
-
-
-def read_frame(warehouse: Warehouse, asset_class: str, target: str, exog=()):
-    """The training frame, with the event feature columns `exog` of each (symbol, bar) joined when asked."""
-    from models.frames import class_freq
-
-    frame = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND target = ? "
-                            "ORDER BY unique_id, ds", [asset_class, target])
-    if frame.empty:
-        raise ValueError(f"training_frames[{asset_class}|{target}] is empty: materialize it first")
-    frame.attrs["freq"] = class_freq(asset_class)
-    if exog:
-        from models.event_spec import FEATURE_COLUMNS
-        from models.events import attach
-
-        unknown = set(exog) - set(FEATURE_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown event feature(s) {sorted(unknown)}; known: {FEATURE_COLUMNS}")
-        feats = warehouse.query(f"SELECT symbol, ds, {', '.join(exog)} FROM event_features WHERE asset_class = ?",
-                                [asset_class])
-        if feats.empty:
-            raise ValueError(f"event_features[{asset_class}] is empty: materialize event_features first")
-        frame = attach(frame, feats, exog)
-    return frame
 
 
 @dg.asset(
@@ -93,14 +69,14 @@ def read_frame(warehouse: Warehouse, asset_class: str, target: str, exog=()):
 )
 def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
                 registry: ModelRegistry) -> dg.MaterializeResult:
-    from assets.promotion import ensure_champion, record_evaluation
     from models.evaluation import train_and_evaluate
     from models.plots import plot_forecasts
+    from storage.queries import read_frame, record_evaluation
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
     spec = config.spec(asset_class)
-    frame = read_frame(warehouse, asset_class, target, spec.exog)
+    frame = read_frame(warehouse.query, asset_class, target, spec.exog)
     features = f"events:{config.event_groups}" if config.use_events else "none"
     feature_tags = {"features": "events", "event_groups": config.event_groups} if config.use_events else {
         "features": "none"}
@@ -117,16 +93,18 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
                           nhits_preds[nhits_preds.cutoff == last_cut], symbols,
                           title=f"{name}: last test window (NHITS)")
     version = registry.log_version(
-        name, kind="nhits", nf=result.nf, evaluation=table, plot_png=plot, run_name=f"{name}-{context.run_id[:8]}",
+        name, kind=NHITS_KIND, nf=result.nf, evaluation=table, plot_png=plot, run_name=f"{name}-{context.run_id[:8]}",
         params={**spec.to_params(), "asset_class": asset_class, "target": target, "accelerator": config.accelerator,
                 "n_series": frame.unique_id.nunique(), "train_end": result.train_end},
         metrics={f"{row.model}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mse", "mae", "mase")}
         | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
         tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags})
     registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
-    record_evaluation(warehouse, name, version, asset_class, target, result, context.run_id)
-    registry.set_alias(name, "challenger", version)  # last: a challenger always has its evaluation rows
-    ensure_champion(registry, warehouse, name, asset_class, target, spec, result, context.run_id)
+    with warehouse.transaction() as con:
+        record_evaluation(con, name, version, asset_class, target, result, context.run_id)
+    registry.set_alias(name, CHALLENGER, version)  # last: a challenger always has its evaluation rows
+    if registry.alias(name, CHAMPION) is None:  # there is always a champion: the best baseline until NHITS passes
+        _bootstrap_champion(context, warehouse, registry, name, asset_class, target, result)
     return dg.MaterializeResult(metadata={
         "model_name": name, "version": version, "target": target, "features": features,
         "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
@@ -135,3 +113,27 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
         "test_windows": f"{result.test_start} .. (after train_end {result.train_end})",
         "forecast_plot": png_markdown(plot, name),
     })
+
+
+def _bootstrap_champion(context, warehouse: Warehouse, registry: ModelRegistry, name: str, asset_class: str,
+                        target: str, result) -> None:
+    """Register the best baseline of the first evaluation as a version, give it alias `champion`, record why."""
+    import dataclasses
+
+    from models.promotion import BOOTSTRAP, bootstrap_champion
+    from storage.queries import record_decision
+
+    spec = result.spec
+    chosen = bootstrap_champion(result.evaluation, h=spec.h, input_size=spec.input_size,
+                                season_length=spec.season_length, freq=result.freq)
+    version = registry.log_version(
+        name, kind=BASELINE_KIND, baseline=chosen.params, evaluation=result.evaluation, params=chosen.params,
+        metrics=chosen.metrics, tags={"asset_class": asset_class, "target": target, "baseline": chosen.name},
+        run_name=f"{name}-baseline-{chosen.name}")
+    registry.tag(name, version, {"baseline": chosen.name})
+    registry.set_alias(name, CHAMPION, version)
+    decision = dataclasses.replace(chosen.decision, version=version)
+    with warehouse.transaction() as con:
+        record_decision(con, decision, name=name, asset_class=asset_class, target=target, verdict=BOOTSTRAP,
+                        kind=BASELINE_KIND, run_id=context.run_id)
+    registry.tag(name, version, {"promotion": BOOTSTRAP, "promotion_reason": decision.reason})

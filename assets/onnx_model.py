@@ -6,8 +6,8 @@ from pydantic import Field
 from assets.champion_model import champion_model
 from assets.common import DUCKDB_POOL, FOLLOW_DEPS, OWNERS, model_keys, model_partitions
 from assets.nhits_model import nhits_model
+from domain.vocabulary import CHAMPION, SERVED_ALIASES, model_name
 from resources import ModelRegistry, Warehouse
-from resources.registry import model_name
 
 
 class OnnxConfig(dg.Config):
@@ -49,32 +49,28 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxConfig, warehouse:
 
     import pandas as pd
 
-    from assets.nhits_model import read_frame
-    from models.evaluation import exog_of
     from serving.export import export_model
     from serving.windows import check_windows
+    from storage.queries import model_input, version_train_end
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
-    frame = read_frame(warehouse, asset_class, target)
     rows, seen = [], set()
-    for alias in ("champion", "challenger", "previous_champion"):
+    for alias in SERVED_ALIASES:
         version = registry.alias(name, alias)
         if version is None or version.version in seen:
             continue
         seen.add(version.version)
-        if "onnx" in version.tags and not config.reexport:
+        if version.onnx is not None and not config.reexport:
             rows.append({"alias": alias, "version": version.version, "exported": "already",
                          "max_rel_diff": float(version.tags.get("onnx_max_rel_diff", "nan")),
                          "int8": version.tags.get("onnx_int8", "")})
             continue
-        model = registry.load(name, version.version).unwrap_python_model()
-        evaluated = version_train_end(warehouse, name, version.version)
-        size = model.nf.models[0] if hasattr(model, "nf") else model.forecaster
-        hist, futr = exog_of(model.nf) if hasattr(model, "nf") else ((), ())
-        held = read_frame(warehouse, asset_class, target, tuple(hist) + tuple(futr)) if hist or futr else frame
-        checks = check_windows(held, int(size.input_size), int(size.h), tuple(hist), tuple(futr),
-                               max_windows=config.max_windows, train_end=evaluated)
+        model = registry.load(name, version.version)
+        held = model_input(warehouse.query, asset_class, target, model).history
+        checks = check_windows(held, model.input_size, model.h, model.hist_exog, model.futr_exog,
+                               max_windows=config.max_windows,
+                               train_end=version_train_end(warehouse.query, name, version.version))
         with tempfile.TemporaryDirectory() as tmp:
             report = export_model(model, Path(tmp), checks, tol=config.tolerance, int8_tolerance=config.int8_tolerance)
             registry.log_onnx(name, version.version, Path(tmp), {
@@ -91,16 +87,7 @@ def onnx_model(context: dg.AssetExecutionContext, config: OnnxConfig, warehouse:
     table = pd.DataFrame(rows)
     return dg.MaterializeResult(metadata={
         "exports": dg.MetadataValue.md(table.to_markdown(index=False)),
-        "champion_version": next((r["version"] for r in rows if r["alias"] == "champion"), ""),
+        "champion_version": next((r["version"] for r in rows if r["alias"] == CHAMPION), ""),
         "max_rel_diff": dg.MetadataValue.float(float(table.max_rel_diff.max())),
         "serve": f"tradecast serve --asset-class {asset_class} --target {target}",
     })
-
-
-def version_train_end(warehouse: Warehouse, name: str, version: str | int):
-    """The version's training end (``model_evaluations.train_end``: its fit used rows up to it), or None."""
-    import pandas as pd
-
-    value = warehouse.query("SELECT max(train_end) AS t FROM model_evaluations WHERE model_name = ? AND version = ?",
-                            [name, str(version)]).t.iloc[0]
-    return None if pd.isna(value) else pd.Timestamp(value)

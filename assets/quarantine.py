@@ -9,14 +9,6 @@ from assets.market_bars import market_bars
 from assets.news_events import news_events
 from resources import Warehouse
 
-SUMMARY_VIEW = """
-CREATE OR REPLACE VIEW quarantine_summary AS
-SELECT table_name, source, asset_class,
-       regexp_replace(split_part(reasons, ';', 1), '\\(.*\\)|row \\d+|''.*''', '', 'g') AS first_reason,
-       count(*) AS rows, min(source_row) AS first_row
-FROM quarantine GROUP BY ALL ORDER BY rows DESC
-"""
-
 
 @dg.asset(
     deps=[market_bars, news_events, macro_events],
@@ -33,12 +25,10 @@ FROM quarantine GROUP BY ALL ORDER BY rows DESC
         "what was rejected and why."),
 )
 def quarantine(warehouse: Warehouse) -> dg.MaterializeResult:
+    from storage.quarantine import publish_summary
+
     with warehouse.transaction() as con:
-        con.execute(SUMMARY_VIEW)
-        summary = con.execute("SELECT * FROM quarantine_summary").df()
-        sample = con.execute("""SELECT source, source_row, reasons, raw FROM quarantine
-                                QUALIFY row_number() OVER (PARTITION BY source ORDER BY source_row) <= 3
-                                ORDER BY source, source_row""").df()
+        summary, sample = publish_summary(con)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": dg.MetadataValue.int(int(summary.rows.sum()) if len(summary) else 0),
         "by_source_and_reason": dg.MetadataValue.md(summary.to_markdown(index=False) if len(summary) else "empty"),

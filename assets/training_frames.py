@@ -30,10 +30,11 @@ class FramesConfig(dg.Config):
 def training_frames(context: dg.AssetExecutionContext, config: FramesConfig,
                     warehouse: Warehouse) -> dg.MaterializeResult:
     from models.frames import to_training_frame
-    from resources.warehouse import replace_where
+    from storage.bars import read_bars
+    from storage.duck import replace_where
 
     asset_class, target = model_keys(context)
-    bars = warehouse.query("SELECT * FROM bars WHERE asset_class = ? ORDER BY symbol, freq, ts", [asset_class])
+    bars = read_bars(warehouse.query, asset_class)
     frame = to_training_frame(bars, asset_class, target, max_series=config.max_series)
     if frame.empty:
         raise ValueError(f"no {asset_class} series long enough for training; load more bars first")

@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from domain.vocabulary import ASSET_CLASSES
+
 TABLES = ("bars", "news_events", "macro_events", "symbols")
-ASSET_CLASSES = ("equities", "crypto", "fx")
 KINDS = ("bars", "trades")  # what the rows of a bars source are: bars, or trades aggregated into `freq` bars
 NAME_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"  # a source name: also the file name of a registered copy
 # spellings pandas 3 rejects or deprecates ('30T', '4H', '1d'), mapped to the ones it reads
@@ -139,16 +140,14 @@ def spec_from_dict(entry: dict[str, Any], base_dir: Path, where: str = "catalog"
 
 def load_catalog(path: str | Path) -> list[SourceSpec]:
     """Read a catalog file; a missing file gives an empty catalog only if `path` is optional."""
-    import yaml
+    from ingest.files import read_yaml_mapping
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = read_yaml_mapping(path, label=f"catalog {path}", shape="a top-level 'sources:' list", error=CatalogError)
     except FileNotFoundError:
         raise CatalogError(f"catalog {path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a binary or damaged file: say which
-        raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
-    entries = doc.get("sources") if isinstance(doc, dict) else None
+    entries = doc.get("sources")
     if not isinstance(entries, list):
         raise CatalogError(f"catalog {path}: expected a top-level 'sources:' list")
     specs = [spec_from_dict(e, path.parent, where=f"catalog {path}") for e in entries]

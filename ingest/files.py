@@ -96,3 +96,21 @@ def locked(path: str | os.PathLike[str]) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], *, label: str, shape: str, error: type[Exception] = ValueError,
+                      hint: str = "") -> dict:
+    """The YAML mapping in ``path`` (an empty file is ``{}``): a file that is not YAML text is ``error`` naming
+    ``label`` and the parser's first line, YAML that is not a mapping is ``error`` saying ``shape``; ``hint``
+    ends both messages. A missing file raises FileNotFoundError (the caller knows whether that is fine)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a binary or damaged file: say which
+        raise error(f"{label}: not valid YAML text ({str(exc).splitlines()[0]}){hint}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise error(f"{label}: expected {shape}{hint}")
+    return doc

@@ -19,7 +19,7 @@ class Loaded:
     results: list[ReadResult]
     split: Split
 
-    def reconciliation(self) -> "pd.DataFrame":
+    def reconciliation(self) -> pd.DataFrame:
         """Per source: rows read, accepted, quarantined; read == accepted + quarantined always.
 
         The rows of a trades source are trades: accepted = the trades in its stored bars, and

@@ -60,8 +60,8 @@ class SourceFileError(ValueError):
 @dataclasses.dataclass
 class ReadResult:
     spec: SourceSpec
-    frame: "pd.DataFrame"  # canonical columns + source, source_row, parse_errors, _raw_idx
-    raw: "pd.DataFrame"    # the file's rows as text, indexed by _raw_idx
+    frame: pd.DataFrame  # canonical columns + source, source_row, parse_errors, _raw_idx
+    raw: pd.DataFrame    # the file's rows as text, indexed by _raw_idx
     rows_read: int         # data rows in the file (a wide row counts once per symbol)
 
 
@@ -139,7 +139,7 @@ def read_header(path: Path) -> list[str]:
     return fields
 
 
-def _read_text_table(path: Path, header: bool, nrows: int | None = None) -> "pd.DataFrame":
+def _read_text_table(path: Path, header: bool, nrows: int | None = None) -> pd.DataFrame:
     """All cells as strings; a line with the wrong number of fields is kept and flagged."""
     import pandas as pd
 
@@ -153,7 +153,7 @@ def _read_text_table(path: Path, header: bool, nrows: int | None = None) -> "pd.
         raise SourceFileError(f"{path}: file is empty (no header, no rows)") from None
 
 
-def _read_ragged(path: Path, header: bool) -> "pd.DataFrame":
+def _read_ragged(path: Path, header: bool) -> pd.DataFrame:
     """Slow path for files with ragged lines: such rows keep their text in `_ragged`. A quoted field that never
     closes is refused (it would swallow the rest of the file into one field)."""
     import pandas as pd
@@ -186,7 +186,8 @@ def read_source(spec: SourceSpec, max_rows: int | None = None) -> ReadResult:
     if spec.header:
         _no_duplicate_columns(spec, names)
     raw = _read_text_table(spec.path, spec.header, max_rows)
-    if raw.shape[1] == 1 and spec.header and len(REQUIRED_COLUMNS[spec.row_table]) > 1 and raw.columns[0] not in spec.columns.values():
+    if (raw.shape[1] == 1 and spec.header and len(REQUIRED_COLUMNS[spec.row_table]) > 1
+            and raw.columns[0] not in spec.columns.values()):
         raise SourceFileError(
             f"{spec.path}: found a single column {str(raw.columns[0])[:60]!r}: not a comma-separated file?")
     raw = raw.reset_index(drop=True)
@@ -226,7 +227,7 @@ def _check_unchanged(spec: SourceSpec) -> None:
                               f"or edited?); register it again with `tradecast ingest`")
 
 
-def _map_columns(spec: SourceSpec, raw: "pd.DataFrame") -> "pd.DataFrame":
+def _map_columns(spec: SourceSpec, raw: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     wanted = TABLE_COLUMNS[spec.row_table]
@@ -254,12 +255,13 @@ def _map_columns(spec: SourceSpec, raw: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def _wide_to_long(spec: SourceSpec, raw: "pd.DataFrame") -> "pd.DataFrame":
+def _wide_to_long(spec: SourceSpec, raw: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     symbols = list(spec.wide["symbols"])
     if raw.shape[1] != len(symbols):
-        raise SourceFileError(f"{spec.path}: wide layout expects {len(symbols)} columns {symbols}, found {raw.shape[1]}")
+        raise SourceFileError(
+            f"{spec.path}: wide layout expects {len(symbols)} columns {symbols}, found {raw.shape[1]}")
     dates = pd.bdate_range(spec.wide["start"], periods=len(raw)) if spec.wide["index_freq"] == "B" else \
         pd.date_range(spec.wide["start"], periods=len(raw), freq=spec.wide["index_freq"])
     value = spec.wide.get("value", "close")
@@ -276,7 +278,7 @@ def _wide_to_long(spec: SourceSpec, raw: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def _parse(spec: SourceSpec, frame: "pd.DataFrame", raw: "pd.DataFrame") -> "pd.DataFrame":
+def _parse(spec: SourceSpec, frame: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     errors = pd.Series("", index=frame.index, dtype=object)
@@ -309,22 +311,23 @@ def _parse(spec: SourceSpec, frame: "pd.DataFrame", raw: "pd.DataFrame") -> "pd.
             errors = _add(errors, dst != "", "ts: local time " + _quote(text) + " does not exist or is ambiguous in "
                           + dst + " (a daylight-saving change)")
             errors = _add(errors, ~missing & frame[col].isna() & (dst == ""),
-                          "ts: not a valid timestamp " + _quote(text) + (f" (format {spec.ts_format})" if spec.ts_format else ""))
+                          "ts: not a valid timestamp " + _quote(text)
+                          + (f" (format {spec.ts_format})" if spec.ts_format else ""))
     frame["scheduled"] = _scheduled(frame) if spec.table == "macro_events" else frame.get("scheduled")
     frame["source"] = spec.name
     frame["parse_errors"] = errors.str.lstrip("; ")
     return frame
 
 
-def _quote(text: "pd.Series") -> "pd.Series":
+def _quote(text: pd.Series) -> pd.Series:
     return "'" + text.str.slice(0, 60) + "'"
 
 
-def _add(errors: "pd.Series", mask: "pd.Series", message: "pd.Series") -> "pd.Series":
+def _add(errors: pd.Series, mask: pd.Series, message: pd.Series) -> pd.Series:
     return errors.where(~mask, errors + "; " + message)
 
 
-def _scheduled(frame: "pd.DataFrame") -> "pd.Series":
+def _scheduled(frame: pd.DataFrame) -> pd.Series:
     """scheduled = the file's own flag; else false where the file flags the row `unscheduled`; else unknown (None).
     "Not unscheduled" is not "scheduled": the MP1 file's Unscheduled=0 rows include open-market-operation days and
     an unscheduled meeting, and a feature read as known in advance must not take them for scheduled meetings."""
@@ -333,7 +336,7 @@ def _scheduled(frame: "pd.DataFrame") -> "pd.Series":
     return sched.where(sched.notna(), from_unsched)
 
 
-def _parse_ts(spec: SourceSpec, text: "pd.Series", symbols: "pd.Series | None") -> tuple["pd.Series", "pd.Series"]:
+def _parse_ts(spec: SourceSpec, text: pd.Series, symbols: pd.Series | None) -> tuple[pd.Series, pd.Series]:
     """Timestamps to UTC: epoch s/ms, explicit offsets kept, naive values read in the source's zone; and per row
     the zone in which a naive value does not exist or is ambiguous (a daylight-saving change), else ''."""
     import pandas as pd
@@ -353,7 +356,8 @@ def _parse_ts(spec: SourceSpec, text: "pd.Series", symbols: "pd.Series | None") 
     if naive.any():
         local = pd.to_datetime(text[naive], format=fmt, errors="coerce")
         if spec.default_time:
-            local = local + pd.Timedelta(spec.default_time if spec.default_time.count(":") == 2 else spec.default_time + ":00")
+            local = local + pd.Timedelta(
+                spec.default_time if spec.default_time.count(":") == 2 else spec.default_time + ":00")
         zones = pd.Series(spec.timezone, index=local.index)
         if spec.timezone_by_symbol and symbols is not None:
             zones = symbols[naive].map(spec.timezone_by_symbol).fillna(spec.timezone)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ingest.catalog import ASSET_CLASSES, CatalogError, canonical_freq
+from domain.vocabulary import ASSET_CLASSES
+from ingest.catalog import CatalogError, canonical_freq
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -20,7 +21,7 @@ KEYS = {
 _TOL = 1e-9  # relative tolerance for high/low against open/close (float noise in exports)
 
 
-def _not_future(now: "pd.Timestamp"):
+def _not_future(now: pd.Timestamp):
     import pandera.pandas as pa
 
     return pa.Check(lambda s: s <= now, name="ts_not_in_future", error=f"timestamp after {now:%Y-%m-%d %H:%M} UTC")
@@ -57,7 +58,7 @@ def _ohlc_checks():
             pa.Check(low_ok, name="low_le_min_open_close", error="low > min(open, close)")]
 
 
-def schema_for(table: str, now: "pd.Timestamp | None" = None, unique: bool = True) -> "pa.DataFrameSchema":
+def schema_for(table: str, now: pd.Timestamp | None = None, unique: bool = True) -> pa.DataFrameSchema:
     """The schema of `table`; `unique=False` leaves out the key check (first pass of `validate`)."""
     import pandas as pd
     import pandera.pandas as pa

@@ -16,7 +16,7 @@ def _analyzer():
     return SentimentIntensityAnalyzer()
 
 
-def score(texts: "pd.Series") -> "pd.Series":
+def score(texts: pd.Series) -> pd.Series:
     """Compound sentiment per text; missing text scores NaN (and fails validation)."""
     import pandas as pd
 

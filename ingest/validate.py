@@ -32,8 +32,8 @@ class SchemaMismatch(ValueError):
 
 @dataclasses.dataclass
 class Split:
-    accepted: "pd.DataFrame"
-    quarantined: "pd.DataFrame"  # QUARANTINE_COLUMNS
+    accepted: pd.DataFrame
+    quarantined: pd.DataFrame  # QUARANTINE_COLUMNS
 
     def counts(self, sources: list[str]) -> dict[str, tuple[int, int]]:
         """source -> (accepted, quarantined)."""
@@ -42,7 +42,7 @@ class Split:
         return {s: (int(acc.get(s, 0)), int(qua.get(s, 0))) for s in sources}
 
 
-def row_failures(frame: "pd.DataFrame", schema) -> "pd.Series":
+def row_failures(frame: pd.DataFrame, schema) -> pd.Series:
     """Reason text per failing row index ('column: check (value)'); whole-frame failures raise."""
     import pandas as pd
     import pandera.errors as pe
@@ -66,7 +66,7 @@ def row_failures(frame: "pd.DataFrame", schema) -> "pd.Series":
     return text.groupby(cases["index"].astype("int64")).agg("; ".join)
 
 
-def split(results: list["ReadResult"], frame: "pd.DataFrame", table: str, rows: str | None = None) -> Split:
+def split(results: list[ReadResult], frame: pd.DataFrame, table: str, rows: str | None = None) -> Split:
     """Validate `frame` (rows of `results`, in priority order) and split it; quarantined rows are filed under
     `table`. `rows` names the schema when the rows are not yet rows of `table` (the trades of a bars source).
 
@@ -94,18 +94,19 @@ def split(results: list["ReadResult"], frame: "pd.DataFrame", table: str, rows: 
     return Split(accepted=frame[~bad].drop(columns=["parse_errors", "_raw_idx"]), quarantined=quarantined)
 
 
-def _duplicate_reasons(frame, ok, dupe_index, keys) -> "pd.Series":
+def _duplicate_reasons(frame, ok, dupe_index, keys) -> pd.Series:
     """'duplicate key (k1, k2): kept <source> row <n>' for rows that repeat an accepted key."""
     import pandas as pd
 
     clean = frame[ok]
     first = clean.drop_duplicates(keys, keep="first")
-    first = pd.DataFrame({**{k: first[k] for k in keys}, "kept": first["source"] + " row " + first["source_row"].astype(str)})
+    first = pd.DataFrame({**{k: first[k] for k in keys},
+                          "kept": first["source"] + " row " + first["source_row"].astype(str)})
     dup = clean.loc[dupe_index, keys].reset_index().merge(first, on=keys, how="left").set_index("index")
     return "duplicate key (" + ", ".join(keys) + "): kept " + dup["kept"]
 
 
-def quarantine_rows(results, bad: "pd.DataFrame", reasons: "pd.Series", table: str) -> "pd.DataFrame":
+def quarantine_rows(results, bad: pd.DataFrame, reasons: pd.Series, table: str) -> pd.DataFrame:
     """QUARANTINE_COLUMNS for the `bad` rows (source, source_row, _raw_idx) of `results`: reasons and raw text."""
     import pandas as pd
 

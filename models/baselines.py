@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
+from domain.vocabulary import BASELINES
 
 
 def _forecast_positions(y: np.ndarray, pos: np.ndarray, model: str, h: int, input_size: int,
@@ -114,7 +114,7 @@ class BaselineForecaster:
         future = pd.DataFrame(
             [
                 (uid, step, ds)
-                for uid, cutoff in zip(last["unique_id"], last["cutoff"])
+                for uid, cutoff in zip(last["unique_id"], last["cutoff"], strict=True)
                 for step, ds in enumerate(pd.date_range(cutoff, periods=self.h + 1, freq=offset)[1:], start=1)
             ],
             columns=["unique_id", "step", "ds"],

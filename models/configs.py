@@ -24,9 +24,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from domain.vocabulary import ASSET_CLASSES
+
 LOSSES: tuple[str, ...] = ("mse", "mae", "mase", "quantile", "studentt")
 SCALERS: tuple[str, ...] = ("identity", "standard", "robust", "robust-iqr", "minmax")
-ASSET_CLASSES: tuple[str, ...] = ("crypto", "equities", "fx")
 Profile = Literal["quick", "full"]
 
 
@@ -83,7 +84,7 @@ class NHITSSpec:
         """Shortest series that can be trained (input + val) and evaluated (test)."""
         return self.input_size + self.val_size + self.test_size + self.h
 
-    def replace(self, **changes: Any) -> "NHITSSpec":
+    def replace(self, **changes: Any) -> NHITSSpec:
         """Copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-FEATURES = ("returns", "volatility")
 DRIFT_COLUMNS = ["asset_class", "symbol", "feature", "psi", "ks", "perf_ratio", "n_ref", "n_cur", "ref_end",
                  "drifted", "reason"]
 

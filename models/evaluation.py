@@ -19,7 +19,6 @@ Protocol (never shuffled):
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.baselines import BASELINES, baseline_forecasts
+from domain.vocabulary import BASELINES
+from models.baselines import baseline_forecasts
 from models.configs import NHITSSpec
 from models.metrics import naive_scale, score_predictions
+from models.nf_frames import exog_of, model_columns, tidy_nf_output
 from models.nhits import LogFn
 
 PRED_COLUMNS = ["model", "unique_id", "cutoff", "ds", "step", "y", "yhat", "lo", "hi"]
@@ -91,43 +92,6 @@ def time_split(frame: pd.DataFrame, *, h: int, n_windows: int, step_size: int | 
         test_start=pd.Timestamp(test_stamps[0]),
         dropped_series=dropped,
     )
-
-
-def nf_output_columns(columns: list[str], alias: str = "NHITS") -> dict[str, str | None]:
-    """Map neuralforecast output columns to ``yhat``/``lo``/``hi`` (the 80% interval)."""
-    point = alias if alias in columns else f"{alias}-median"
-    if point not in columns:
-        raise ValueError(f"no point forecast column for {alias!r} in {columns}")
-    lo = [c for c in columns if re.fullmatch(rf"{re.escape(alias)}-lo-80(\.0)?", c)]
-    hi = [c for c in columns if re.fullmatch(rf"{re.escape(alias)}-hi-80(\.0)?", c)]
-    return {"yhat": point, "lo": lo[0] if lo else None, "hi": hi[0] if hi else None}
-
-
-def tidy_nf_output(raw: pd.DataFrame, alias: str = "NHITS") -> pd.DataFrame:
-    """``raw`` with neuralforecast's model columns replaced by float ``yhat, lo, hi``.
-
-    MQLoss does not prevent quantile crossing (common after few steps), so
-    quantile outputs are rearranged (sorted per row: lo <= median <= hi), which
-    never increases the quantile loss. A mean point forecast (StudentT) is kept
-    as is; only lo/hi are ordered. ``lo``/``hi`` are NaN without an interval.
-    """
-    cols = nf_output_columns(list(raw.columns), alias)
-    out = raw.drop(columns=[c for c in raw.columns if c == alias or c.startswith(f"{alias}-")])
-    for key, col in cols.items():
-        out[key] = raw[col].to_numpy(dtype=float) if col else np.nan
-    if cols["lo"] and cols["hi"]:
-        if cols["yhat"].endswith("-median"):
-            out[["lo", "yhat", "hi"]] = np.sort(out[["lo", "yhat", "hi"]].to_numpy(), axis=1)
-        else:
-            bounds = out[["lo", "hi"]].to_numpy()
-            out["lo"], out["hi"] = bounds.min(axis=1), bounds.max(axis=1)
-    return out
-
-
-def exog_of(nf: Any) -> tuple[list[str], list[str]]:
-    """``(historical, future)`` exogenous columns of a fitted or loaded NeuralForecast's first model."""
-    model = nf.models[0]
-    return list(getattr(model, "hist_exog_list", None) or []), list(getattr(model, "futr_exog_list", None) or [])
 
 
 def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str = "NHITS",
@@ -205,23 +169,6 @@ def fit_nhits(train: pd.DataFrame, spec: NHITSSpec, freq: str, *, accelerator: s
     with lightning_quiet():
         nf.fit(df=model_columns(train, spec.exog), val_size=spec.val_size)
     return nf
-
-
-def model_columns(frame: pd.DataFrame, exog=()) -> pd.DataFrame:
-    """``unique_id, ds, y`` and the exogenous columns a model reads; a missing or empty exogenous value is an
-    error naming the column and the first row (the features are computed, never imputed, here)."""
-    exog = list(exog)
-    missing = [c for c in exog if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the model reads exogenous column(s) {missing}, which the frame lacks "
-                         f"(it has {list(frame.columns)}); join event features first")
-    out = frame[["unique_id", "ds", "y", *exog]]
-    for col in exog:
-        bad = out[col].isna().to_numpy()
-        if bad.any():
-            row = out[bad].iloc[0]
-            raise ValueError(f"exogenous column {col!r} is empty for {row.unique_id} at {row.ds}")
-    return out
 
 
 def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str = "auto",

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.evaluation import exog_of, model_columns, tidy_nf_output
+from models.nf_frames import exog_of, model_columns, tidy_nf_output
 
 FORECAST_COLUMNS = ["unique_id", "ds", "step", "yhat", "lo", "hi"]
 
@@ -29,7 +29,7 @@ def forecast(nf: Any, frame: pd.DataFrame, *, alias: str = "NHITS") -> pd.DataFr
 
     A model with exogenous columns (event-aware NHITS) needs them in ``frame``; one with *future* exogenous
     columns also needs ``h`` rows per series after its history with ``y`` empty that carry those columns
-    (:func:`models.events.future_rows`). Those rows are matched to the horizon positionally (step k = the k-th
+    (:func:`models.events.features.future_rows`). Those rows are matched to the horizon positionally (step k = the k-th
     row), like neuralforecast's windows: their ``ds`` may skip a holiday the ``freq`` calendar does not know.
 
     Returns ``unique_id, ds, step (1..h), yhat, lo, hi``; ``lo``/``hi`` bound the
@@ -57,7 +57,7 @@ def _future_exog(nf: Any, known: pd.DataFrame, future: pd.DataFrame, futr: list[
     short = out[out[futr].isna().any(axis=1)]
     if len(short):
         raise ValueError(f"the model reads future exogenous column(s) {futr}: give {nf.h} rows per series after its "
-                         f"history, y empty, with those columns (models.events.future_rows); "
+                         f"history, y empty, with those columns (models.events.features.future_rows); "
                          f"{short.unique_id.iloc[0]} has fewer")
     return out.drop(columns="step")
 

@@ -35,13 +35,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from domain.vocabulary import CLASS_BAR_FREQ, CLASS_FREQ, DAILY_BAR_FREQ, TARGETS, check_member
 from ingest.catalog import canonical_freq, freq_step
 from models.configs import spec_for
 
 Target = Literal["close", "volatility"]
-TARGETS: tuple[str, ...] = ("close", "volatility")
-DAILY_BAR_FREQ = "1d"
-_CLASS_BAR_FREQ = {"crypto": "5min", "equities": DAILY_BAR_FREQ, "fx": DAILY_BAR_FREQ}
 _NF_FREQ = {"1min": "min", "1h": "h"}  # neuralforecast's spelling where it differs from the bar frequency
 _SEASON = {"min": 1440, "1min": 1440, "5min": 288, "h": 24, "1h": 24, "B": 5, "D": 5, "1d": 5}
 _GK_K = 2.0 * np.log(2.0) - 1.0
@@ -60,10 +58,7 @@ def class_freq(asset_class: str) -> str:
     still ignores exchange holidays (they are simply absent rows, i.e. one
     trading day = one step), which is the right semantics for a trading-day model.
     """
-    freqs = {"crypto": "5min", "equities": "B", "fx": "B"}
-    if asset_class not in freqs:
-        raise ValueError(f"asset_class must be one of {sorted(freqs)} (got {asset_class!r})")
-    return freqs[asset_class]
+    return CLASS_FREQ[check_member("asset_class", asset_class, CLASS_FREQ)]
 
 
 def season_length(freq: str) -> int:
@@ -129,7 +124,7 @@ def select_bars(bars: pd.DataFrame, asset_class: str, freq: str | None = None) -
     whose frequency divides it evenly, resampled (see the module docstring); other bars are ignored.
     """
     class_freq(asset_class)  # an unknown class fails here, naming the known ones
-    target = DAILY_BAR_FREQ if freq in ("B", "D") else canonical_freq(freq or _CLASS_BAR_FREQ[asset_class])
+    target = DAILY_BAR_FREQ if freq in ("B", "D") else canonical_freq(freq or CLASS_BAR_FREQ[asset_class])
     step = freq_step(target)
     part = bars[bars["asset_class"] == asset_class]
     rank = _usable(part["freq"].unique(), target)

@@ -21,8 +21,9 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from models.configs import LOSSES, NHITSSpec
 
@@ -123,7 +124,7 @@ def step_logger(log_fn: LogFn, every_n_steps: int) -> Any:
             if loss is not None:
                 self.log_fn(step, float(loss.detach().float().cpu()))
 
-        def __deepcopy__(self, memo: dict) -> "_StepLossLogger":
+        def __deepcopy__(self, memo: dict) -> _StepLossLogger:
             # neuralforecast deep-copies hparams (which include callbacks) when
             # saving; log_fn may be a bound method of an un-copyable logger.
             clone = copy.copy(self)

@@ -8,7 +8,8 @@ registry to leak, safe in threads / worker processes; PNGs render with Agg.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,7 @@ def plot_forecasts(
     n = max(len(known), 1)
     fig = _figure(figsize=(10, 2.8 * n))
     axes = fig.subplots(n, 1, squeeze=False)
-    for ax, symbol in zip(axes[:, 0], known):
+    for ax, symbol in zip(axes[:, 0], known, strict=False):
         hist = history_frame[history_frame["unique_id"] == symbol].sort_values("ds").tail(tail)
         fc = forecast_frame[forecast_frame["unique_id"] == symbol].sort_values("ds")
         ax.plot(hist["ds"], hist["y"], color="black", lw=1, label="history")

@@ -9,16 +9,29 @@ from assets.event_features import event_features
 from assets.forecasts import forecasts
 from assets.live_ab_report import live_ab_report, live_metrics
 from assets.macro_events import macro_events
-from assets.market_bars import (check_market_bars_coverage, check_market_bars_no_large_gaps,
-                                check_market_bars_ohlc_consistent, market_bars)
+from assets.market_bars import (
+                                check_market_bars_coverage,
+                                check_market_bars_no_large_gaps,
+                                check_market_bars_ohlc_consistent,
+                                market_bars,
+)
 from assets.news_events import check_news_events_sentiment_range, news_events
 from assets.nhits_model import nhits_model
 from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
 from assets.reconcile import build_reconcile_check
 from assets.training_frames import training_frames
-from pipelines.jobs import (benchmark_job, event_features_job, events_job, export_job, forecast_job, ingest_job,
-                            live_report_job, retrain_job, train_job)
+from pipelines.jobs import (
+                                benchmark_job,
+                                event_features_job,
+                                events_job,
+                                export_job,
+                                forecast_job,
+                                ingest_job,
+                                live_report_job,
+                                retrain_job,
+                                train_job,
+)
 from pipelines.schedules import retrain_schedules, weekly_benchmark_schedule
 from pipelines.sensors import automation_condition_sensor, drift_sensor, incoming_files_sensor
 from resources import ModelRegistry, Settings, Warehouse

@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-ASSET_CLASSES = ("equities", "crypto", "fx")
+from domain.vocabulary import ASSET_CLASSES
+
 SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
 _OPTIONS = ("table", "asset_class", "freq", "map", "symbol", "ts_format", "timezone", "name", "trades", "bar")
 
@@ -62,9 +63,9 @@ def file_key(root: Path, path: Path) -> str:
 
 def _options(root: Path, path: Path, known_symbols: dict[str, str]) -> dict:
     import pandas as pd
-    import yaml
 
     from ingest.catalog import check_name
+    from ingest.files import read_yaml_mapping
     from ingest.readers import open_data, read_header
 
     sidecar = path.with_name(path.name + ".yaml")
@@ -72,13 +73,8 @@ def _options(root: Path, path: Path, known_symbols: dict[str, str]) -> dict:
         raise ValueError(f"{sidecar.name}: the sidecar is a symbolic link; links are not followed: put the options "
                          "file itself beside the data file")
     if sidecar.exists():
-        try:
-            opts = yaml.safe_load(sidecar.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{sidecar.name}: not valid YAML text ({str(exc).splitlines()[0]}); use `option: value` "
-                             "lines") from None
-        if not isinstance(opts, dict):
-            raise ValueError(f"{sidecar.name}: expected `option: value` lines; use {list(_OPTIONS)}")
+        opts = read_yaml_mapping(sidecar, label=sidecar.name, shape="`option: value` lines",
+                                 hint=f"; use `option: value` lines: {list(_OPTIONS)}")
         unknown = sorted(set(opts) - set(_OPTIONS))
         if unknown:
             raise ValueError(f"{sidecar.name}: unknown option(s) {unknown}; use {list(_OPTIONS)}")

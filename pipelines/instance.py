@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from resources.settings import tradecast_home
+from storage.home import tradecast_home
 
 # the daemon (`make ui`) fails runs whose worker died and frees the slots that finished runs still hold; runs of
 # the `tradecast` CLI execute in its own process and are looked after by `pipelines.run_guard` instead

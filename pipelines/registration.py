@@ -71,8 +71,8 @@ def infer_freq(spec: SourceSpec, given: str | None = None) -> str:
     if bad.sum() > _OFF_GRID_SHARE * len(gaps):
         first = bad.idxmax()
         raise SourceFileError(
-            f"{spec.path}: irregular spacing: most common step {freq}, but {int(bad.sum())} of {len(gaps)} gaps are not "
-            f"multiples of it (e.g. {_span(gaps[first])} at row {frame.at[first, 'source_row']}, symbol "
+            f"{spec.path}: irregular spacing: most common step {freq}, but {int(bad.sum())} of {len(gaps)} gaps are "
+            f"not multiples of it (e.g. {_span(gaps[first])} at row {frame.at[first, 'source_row']}, symbol "
             f"{frame.at[first, 'symbol']}); resample the file to regular bars first")
     if given and canonical_freq(given) != freq:
         raise SourceFileError(f"{spec.path}: --freq {given} contradicts the file, whose detected spacing is {freq} "
@@ -188,15 +188,9 @@ def _store(settings: Settings, src: Path, entry: dict) -> SourceSpec:
 
 
 def _read_user_catalog(catalog: Path) -> dict:
-    import yaml
+    from ingest.files import read_yaml_mapping
 
     if not catalog.exists():
         return {}
-    try:
-        doc = yaml.safe_load(catalog.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{catalog}: not valid YAML ({exc}); fix or remove it (it lists your registered "
-                           "files), nothing was changed") from None
-    if not isinstance(doc, dict):
-        raise CatalogError(f"{catalog}: expected a top-level 'sources:' list; nothing was changed")
-    return doc
+    return read_yaml_mapping(catalog, label=str(catalog), shape="a top-level 'sources:' list", error=CatalogError,
+                             hint="; fix or remove it (it lists your registered files), nothing was changed")

@@ -3,7 +3,7 @@ after their close, and the benchmark weekly. All on by default (`make ui` starts
 
 import dagster as dg
 
-from assets.common import ASSET_CLASSES, TARGETS
+from domain.vocabulary import ASSET_CLASSES, TARGETS
 from pipelines.jobs import benchmark_job, retrain_job
 
 # cron in UTC: US equities close 16:00 New York (21:00 UTC in winter, 20:00 in summer -> 21:30 is after both);
@@ -22,7 +22,8 @@ def retrain_requests(asset_class: str, stamp: str) -> list[dg.RunRequest]:
 def _retrain_schedule(asset_class: str) -> dg.ScheduleDefinition:
     @dg.schedule(name=f"{asset_class}_retrain_schedule", cron_schedule=RETRAIN_CRONS[asset_class], job=retrain_job,
                  execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
-                 description=f"Retrain the {asset_class} models (close and volatility) at {RETRAIN_CRONS[asset_class]} UTC.")
+                 description=f"Retrain the {asset_class} models (close and volatility) at "
+                             f"{RETRAIN_CRONS[asset_class]} UTC.")
     def _schedule(context: dg.ScheduleEvaluationContext):
         return retrain_requests(asset_class, context.scheduled_execution_time.isoformat())
 

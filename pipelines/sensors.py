@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from assets.common import TARGETS
+from domain.vocabulary import TARGETS
 from pipelines.jobs import events_job, ingest_job, retrain_job
 from resources import Settings, Warehouse
 
@@ -22,16 +22,17 @@ def _read(warehouse: Warehouse, sql: str, params: list | None = None):
 
 @dg.sensor(name="incoming_files_sensor", jobs=[ingest_job, events_job], minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Registers files dropped into $TRADECAST_HOME/incoming/ (folders equities/, crypto/, fx/, news/, "
-                       "or a <file>.yaml with `tradecast ingest` options) and requests one ingest run per partition; "
-                       "files move to incoming/done/, unusable ones to incoming/rejected/ with a .reason.txt.")
+           description="Registers files dropped into $TRADECAST_HOME/incoming/ (folders equities/, crypto/, fx/, "
+                       "news/, or a <file>.yaml with `tradecast ingest` options) and requests one ingest run per "
+                       "partition; files move to incoming/done/, unusable ones to incoming/rejected/ with a "
+                       ".reason.txt.")
 def incoming_files_sensor(context: dg.SensorEvaluationContext, settings: Settings, warehouse: Warehouse):
     from pipelines.incoming import incoming_dir, process
 
     root = incoming_dir(settings.root)
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     symbols, _ = _read(warehouse, "SELECT symbol, any_value(asset_class) AS asset_class FROM symbols GROUP BY symbol")
-    known = dict(zip(symbols.symbol, symbols.asset_class)) if symbols is not None else {}
+    known = dict(zip(symbols.symbol, symbols.asset_class, strict=True)) if symbols is not None else {}
     outcomes = process(root, known, seen, settings=settings)
     if not outcomes:
         return dg.SkipReason(f"no new files in {root}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from models.store import PROJECT_ROOT, tradecast_home  # noqa: F401  (plain: the serving process uses them too)
+from storage.home import PROJECT_ROOT, tradecast_home
 
 
 class Settings(dg.ConfigurableResource):

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from models.store import (COLUMNS, DDL, connect, insert_frame, open_waiting, read_df,  # noqa: F401
-                          reading, replace_where, storage_error)
 from resources.settings import Settings
+from storage.duck import open_waiting, read_df, reading, storage_error
 
 if TYPE_CHECKING:
     import duckdb

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import random
 
-ARMS = ("champion", "challenger")
-
 
 class ABRouter:
     def __init__(self, challenger_share: float = 0.0, mode: str = "symbol", seed: int = 0) -> None:

@@ -6,8 +6,8 @@ body over the limit 413), never a 500."""
 import contextlib
 import math
 import time
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query
@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from serving.buffers import Bar, NotReady, StaleBar, UnknownSymbol
 from serving.exog import LateEvent
-from serving.predictor import NoForecast
 from serving.metrics import ServiceMetrics
+from serving.predictor import NoForecast
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_BARS = 10_000
@@ -32,11 +32,11 @@ Price = Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)]
 
 def _bounded_ts(value: datetime) -> datetime:
     """A timestamp (no zone = UTC) between 1970 and a day from now: pandas and every buffer can hold it."""
-    ts = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    ts = value if value.tzinfo else value.replace(tzinfo=UTC)
     latest = time.time() + MAX_FUTURE_S
     if not 0 < ts.timestamp() <= latest:
         raise ValueError(f"timestamp {ts.isoformat()} is outside 1970-01-01 .. "
-                         f"{datetime.fromtimestamp(latest, tz=timezone.utc):%Y-%m-%d %H:%M} UTC (now + 1 day)")
+                         f"{datetime.fromtimestamp(latest, tz=UTC):%Y-%m-%d %H:%M} UTC (now + 1 day)")
     return ts
 
 
@@ -62,7 +62,7 @@ class BarIn(BaseModel):
         return self
 
     def to_bar(self) -> Bar:
-        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=timezone.utc)
+        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=UTC)
         return Bar(self.symbol, ts.timestamp(), self.open, self.high, self.low, self.close, self.volume)
 
 
@@ -79,7 +79,7 @@ class EventIn(BaseModel):
     _ts_in_range = field_validator("ts")(_bounded_ts)
 
 
-BarsBody = Union[BarIn, Annotated[list[BarIn], Field(min_length=1, max_length=MAX_BARS)]]
+BarsBody = BarIn | Annotated[list[BarIn], Field(min_length=1, max_length=MAX_BARS)]
 
 
 class PredictIn(BaseModel):
@@ -196,7 +196,7 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
         if event.symbol is not None and event.symbol not in service.buffers:
             return done("/events", started, _error(404, f"unknown symbol {event.symbol!r}: no bar of it has been "
                                                         "seen (omit symbol for a market-wide headline)"))
-        ts = event.ts if event.ts.tzinfo else event.ts.replace(tzinfo=timezone.utc)
+        ts = event.ts if event.ts.tzinfo else event.ts.replace(tzinfo=UTC)
         try:
             sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol, event.sentiment)
         except LateEvent as exc:  # a late headline whose rows cannot be recomputed exactly: nothing was changed
@@ -226,7 +226,8 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
             bad = next((j for j, v in enumerate(window) if not math.isfinite(v) or abs(v) > MAX_ABS_VALUE), None)
             if bad is not None:
                 return done("/predict", started, _error(
-                    422, f"windows[{i}][{bad}]: {window[bad]!r} is not a finite number of magnitude <= {MAX_ABS_VALUE:g}"))
+                    422, f"windows[{i}][{bad}]: {window[bad]!r} is not a finite number of magnitude "
+                         f"<= {MAX_ABS_VALUE:g}"))
         arms = service.arms()
         if getattr(arms.get(payload.arm, arms["champion"]).primary, "needs_exog", False):
             return done("/predict", started, _error(409, f"the {payload.arm} reads event features, which raw windows "

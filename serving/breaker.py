@@ -23,7 +23,7 @@ class ModelFailure(RuntimeError):
 
 
 class _Listener:
-    def __init__(self, guarded: "GuardedModel") -> None:
+    def __init__(self, guarded: GuardedModel) -> None:
         self.guarded = guarded
 
     # pybreaker listener protocol

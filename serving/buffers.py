@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TARGETS = ("close", "volatility")
+from domain.vocabulary import TARGETS
+
 _GK_K = 2.0 * math.log(2.0) - 1.0
 
 

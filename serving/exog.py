@@ -1,9 +1,9 @@
 """Event features for the service: per-symbol rows of the event features at each bar in the buffer, fed by
-:class:`models.event_online.OnlineEventFeatures` (the same definitions as the ``event_features`` asset).
+:class:`models.events.online.OnlineEventFeatures` (the same definitions as the ``event_features`` asset).
 
 * Start-up (:meth:`ExogBuffers.from_warehouse`) reads the headlines from far enough back for the whole input
   window: the oldest bar of any symbol's last ``input_size`` training-frame bars, less the longest look-back of
-  a feature (:func:`models.event_online.lookback`); :meth:`load` then gives those bars the asset's own rows.
+  a feature (:func:`models.events.online.lookback`); :meth:`load` then gives those bars the asset's own rows.
 * A new bar appends the features at that bar (events strictly before its close, the training rule); the row
   before it, if a headline had moved it to "now", gets its own bar's features back.
 * ``POST /events`` adds the headline. One after the newest row's origin recomputes that row as of the event
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.event_spec import FEATURE_COLUMNS
+from models.events.spec import FEATURE_COLUMNS
 
 NO_ROW = np.iinfo(np.int64).min
 
@@ -35,8 +35,8 @@ class ExogBuffers:
         """``news``: the headlines to warm from, holding every one from ``since`` on (None: all there are)."""
         import pandas as pd
 
-        from models.event_online import OnlineEventFeatures, warmup_span
-        from models.events import bar_ns
+        from models.events.features import bar_ns
+        from models.events.online import OnlineEventFeatures, warmup_span
 
         self.input_size = input_size
         self.news = news if news is not None else pd.DataFrame({"ts": [], "symbol": [], "sentiment": []})
@@ -57,8 +57,8 @@ class ExogBuffers:
         of the training frame); with no training frame, from :func:`warmup_span` before the newest bar."""
         import pandas as pd
 
-        from models.event_online import lookback, warmup_span
-        from models.event_spec import calendar_for
+        from models.events.online import lookback, warmup_span
+        from models.events.spec import calendar_for
 
         oldest = con.execute(
             "SELECT min(ds) FROM (SELECT ds, row_number() OVER (PARTITION BY unique_id ORDER BY ds DESC) AS k "
@@ -96,17 +96,18 @@ class ExogBuffers:
 
     def load(self, grid: Any) -> None:
         """Warm from history: ``grid`` (``unique_id, ds`` naive UTC bar stamps, oldest first per symbol) gets its
-        features in one vectorized pass (:func:`models.events.event_features`, the asset's own code)."""
-        from models.events import event_features
+        features in one vectorized pass (:func:`models.events.features.event_features`, the asset's own code)."""
+        from models.events.features import event_features
 
         feats = event_features(grid, self.news, self.macro, self.freq)
         for symbol, part in feats.groupby("unique_id", sort=False):
             part = part.iloc[-self.input_size:]
-            for row, stamp in zip(part[FEATURE_COLUMNS].to_numpy(dtype=np.float32), part["ds"].to_numpy("int64")):
+            for row, stamp in zip(part[FEATURE_COLUMNS].to_numpy(dtype=np.float32), part["ds"].to_numpy("int64"),
+                                  strict=True):
                 self._put(symbol, row, int(stamp))
 
     def on_bar(self, symbol: str, bar_ts: float) -> None:
-        from models.event_online import to_ns
+        from models.events.online import to_ns
 
         stamp = to_ns(self._ts(bar_ts))
         last = self.last_bar.get(symbol)
@@ -117,7 +118,7 @@ class ExogBuffers:
     def on_event(self, ts: Any, sentiment: float, symbol: str | None, symbols: list[str]) -> list[str]:
         """Add one headline and recompute the rows it changes of every affected symbol; returns those symbols.
         Raises :class:`LateEvent` (and adds nothing) when a row it changes cannot be recomputed exactly."""
-        from models.event_online import to_ns
+        from models.events.online import to_ns
 
         t = to_ns(ts)
         affected = [s for s in symbols if s in self.rows] if symbol is None else [s for s in [symbol]
@@ -149,7 +150,8 @@ class ExogBuffers:
 
         held = pd.Timestamp(self.online.held_since)
         return (f"headline at {pd.Timestamp(ts)} is older than {symbol}'s newest feature row (bar "
-                f"{pd.Timestamp(self.last_bar[symbol])}, features as of {pd.Timestamp(self._stamp(symbol, 0) + self._bar_ns)}) "
+                f"{pd.Timestamp(self.last_bar[symbol])}, features as of "
+                f"{pd.Timestamp(self._stamp(symbol, 0) + self._bar_ns)}) "
                 f"and would change its row of {pd.Timestamp(stamp)}, whose window reaches before {held} (UTC), the "
                 "oldest event this service still holds: not applied (it reaches the model with the next "
                 "event_features materialization)")

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from serving.windows import FUTR, HIST, CheckWindows, held_out_windows  # noqa: F401 (re-exported to callers)
+from serving.windows import FUTR, HIST, INPUT, OUTPUT, CheckWindows
 
-INPUT, OUTPUT = "windows", "forecast"
 OPSET = 18
 CHECK_BATCHES = (1, 16, 256)
 TOLERANCE_RULE = "per series s: max |onnx - torch| / max |torch| over s's windows <= tolerance, at every batch size"
@@ -77,13 +76,14 @@ def graph_for(model: Any) -> tuple[Any, str, list[str]]:
     """The serving graph of an MLflow pyfunc's python model (``NHITSModel`` or ``BaselineModel``):
     ``(module, kind, output_names)``. ``output_names`` label the last axis (``['yhat']`` or quantiles)."""
     from serving.graph import BaselineGraph, from_nhits
+    from storage.pyfunc import BaselineModel, NHITSModel
 
-    if hasattr(model, "nf"):
+    if isinstance(model, NHITSModel):
         nhits = model.nf.models[0]
         names = list(getattr(nhits.loss, "output_names", [""]) or [""])
         labels = ["yhat"] if len(names) == 1 else [_quantile_label(n) for n in names]
         return from_nhits(nhits), "nhits", labels
-    if hasattr(model, "forecaster"):
+    if isinstance(model, BaselineModel):
         f = model.forecaster
         return BaselineGraph(f.name, f.h, f.input_size, f.season_length).eval(), "baseline", ["yhat"]
     raise ExportError(f"cannot export {type(model).__name__}: expected an NHITS or a baseline pyfunc model")

@@ -97,7 +97,8 @@ class LiveMetrics:
             return 0
         import pandas as pd
 
-        from models.store import COLUMNS, insert_frame, open_waiting
+        from storage.duck import insert_frame, open_waiting
+        from storage.schema import COLUMNS
 
         frame = pd.DataFrame(rows, columns=COLUMNS["live_metrics"])
         for col in ("recorded_at", "origin_ts", "ts"):
@@ -117,7 +118,7 @@ class LiveMetrics:
         return len(rows)
 
 
-def ab_summary(rows: "Any") -> "Any":
+def ab_summary(rows: Any) -> Any:
     """Per (model, arm, version): scored steps, forecasts, symbols, MAE, MASE (mean of |error| / scale), and
     each arm's MASE relative to its model's champion (< 1: better than the champion on live data)."""
     import pandas as pd

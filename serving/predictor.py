@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def future_seconds(origin: float, h: int, freq: str) -> list[float]:
     """Epoch seconds of the h bars after the bar stamped ``origin`` (business days skip weekends for 'B')."""
     if freq in FREQ_SECONDS:
         return [origin + FREQ_SECONDS[freq] * k for k in range(1, h + 1)]
-    out, day = [], datetime.fromtimestamp(origin, tz=timezone.utc)
+    out, day = [], datetime.fromtimestamp(origin, tz=UTC)
     while len(out) < h:
         day += timedelta(days=1)
         if day.weekday() < 5:
@@ -38,7 +39,7 @@ def future_seconds(origin: float, h: int, freq: str) -> list[float]:
 
 def future_ts(origin: float, h: int, freq: str) -> list[str]:
     """ISO timestamps of the h steps after ``origin``."""
-    return [datetime.fromtimestamp(t, tz=timezone.utc).isoformat() for t in future_seconds(origin, h, freq)]
+    return [datetime.fromtimestamp(t, tz=UTC).isoformat() for t in future_seconds(origin, h, freq)]
 
 
 class NoForecast(RuntimeError):
@@ -60,10 +61,11 @@ class Forecast:
     count: int  # the symbol's bar count at the origin (cache validity)
 
     def to_dict(self, freq: str) -> dict[str, Any]:
-        cols = {name: self.values[:, i].astype(np.float64).round(8).tolist() for i, name in enumerate(self.output_names)}
+        cols = {name: self.values[:, i].astype(np.float64).round(8).tolist()
+                for i, name in enumerate(self.output_names)}
         return {"symbol": self.symbol, "arm": self.arm, "model": self.model, "model_version": self.model_version,
                 "model_kind": self.model_kind, "variant": self.variant, "fallback": self.fallback,
-                "origin": datetime.fromtimestamp(self.origin_ts, tz=timezone.utc).isoformat(),
+                "origin": datetime.fromtimestamp(self.origin_ts, tz=UTC).isoformat(),
                 "ds": future_ts(self.origin_ts, len(self.values), freq), **cols}
 
 

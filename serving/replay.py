@@ -11,9 +11,11 @@ process, :class:`HttpSink` posts to a running ``tradecast serve`` (``POST /bars?
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC
 from itertools import groupby
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +35,8 @@ def _ticks(frame: Any) -> Iterator[Tick]:
 def warehouse_bars(asset_class: str, *, home: str | None = None, last: int = 500) -> Any:
     """The last ``last`` bars per symbol at the class's model frequency (``ts`` as epoch seconds)."""
     from models.frames import select_bars
-    from models.store import open_waiting, warehouse_path
+    from storage.duck import open_waiting
+    from storage.home import warehouse_path
 
     con = open_waiting(warehouse_path(home), read_only=True)
     try:
@@ -93,9 +96,9 @@ class HttpSink:
         self.client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
 
     def send(self, tick: Tick, forecast: bool = True) -> int:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        body = [{"symbol": b.symbol, "ts": datetime.fromtimestamp(b.ts, tz=timezone.utc).isoformat(), "open": b.open,
+        body = [{"symbol": b.symbol, "ts": datetime.fromtimestamp(b.ts, tz=UTC).isoformat(), "open": b.open,
                  "high": b.high, "low": b.low, "close": b.close, "volume": b.volume} for b in tick]
         response = self.client.post("/bars", params={"forecast": forecast}, json=body)
         if response.status_code >= 400:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.export import FUTR, HIST, INPUT, OUTPUT
+from serving.windows import FUTR, HIST, INPUT, OUTPUT
 
 
 @dataclass
@@ -53,7 +53,7 @@ class OnnxForecaster:
         self.info = info or ModelInfo(kind="onnx", variant="fp32")
 
     @classmethod
-    def from_path(cls, path: str | Path, **kwargs: Any) -> "OnnxForecaster":
+    def from_path(cls, path: str | Path, **kwargs: Any) -> OnnxForecaster:
         return cls(str(path), **kwargs)
 
     @property

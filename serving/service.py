@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.store import model_name, open_waiting, tradecast_home, warehouse_path
+from domain.vocabulary import CLASS_FREQ, model_name
 from serving.ab import ABRouter
 from serving.breaker import GuardedModel
 from serving.buffers import Bar, SymbolBuffers
@@ -25,9 +25,11 @@ from serving.live import LiveMetrics
 from serving.predictor import Predictor
 from serving.runtime import NaiveForecaster
 from serving.source import MissingOnnx, ModelSource
+from storage.duck import open_waiting
+from storage.home import tradecast_home, warehouse_path
 
 log = logging.getLogger("tradecast.serving")
-CLASS_FREQ = {"crypto": "5min", "equities": "B", "fx": "B"}
+
 
 
 class ServiceError(RuntimeError):
@@ -108,13 +110,13 @@ class ForecastService:
         """A champion that cannot be loaded: the previous champion, else the naive last value at the champion's
         shape (from its registered parameters), with a warning; None when there is no champion at all."""
         version = self.source.version(self.name, "champion")
-        if version is None or "onnx" not in version.tags:
+        if version is None or version.onnx is None:
             return None
         previous = self._forecaster("previous_champion")
         if previous is not None:
             stand_in, what = previous, f"previous champion v{previous.info.version}"
         else:
-            params = self.source.client().get_run(version.run_id).data.params
+            params = self.source.registry.run_params(version.run_id)
             stand_in = NaiveForecaster(int(params["h"]), int(params["input_size"]))
             what = "the naive last value"
         note = f"champion v{version.version} cannot be loaded: serving {what} in its place until it is repaired"
@@ -151,7 +153,7 @@ class ForecastService:
         state = {}
         for alias in ("champion", "challenger"):
             version = self.source.version(self.name, alias)
-            state[alias] = None if version is None else (str(version.version), "onnx" in version.tags)
+            state[alias] = None if version is None else (version.version, version.onnx is not None)
         return state
 
     def refresh(self) -> bool:
@@ -234,7 +236,7 @@ class ForecastService:
                 "AND target = 'close' GROUP BY unique_id", [self.config.asset_class]).df()
         finally:
             con.close()
-        last_close = dict(zip(closes.unique_id, closes.close))
+        last_close = dict(zip(closes.unique_id, closes.close, strict=True))
         for symbol, part in frame.groupby("unique_id", sort=True):
             self.buffers.load(symbol, part.y.to_numpy(), float(part.ts.iloc[-1]), last_close.get(symbol))
         if self.exog is not None and len(frame):

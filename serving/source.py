@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
-from models.store import mlflow_uri, tradecast_home
 from serving.runtime import ModelInfo, OnnxForecaster
+from storage.registry import Registry
+from storage.versions import ModelVersion
 
 VARIANTS = ("auto", "fp32", "int8")
 
@@ -58,32 +58,17 @@ def verify_export(folder: Path) -> dict:
 
 
 class ModelSource:
+    """The served versions and their ONNX files, through the one registry client (`storage.registry.Registry`)."""
+
     def __init__(self, home: str | None = None) -> None:
-        self.uri = mlflow_uri(home)
-        self.cache = tradecast_home(home) / "serving_cache"
-        self._client = None
+        self.registry = Registry(home)
+        self.cache = self.registry.root / "serving_cache"
 
-    def client(self) -> Any:
-        if self._client is None:
-            import os
-
-            from mlflow import MlflowClient
-
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
-            self._client = MlflowClient(self.uri, self.uri)
-        return self._client
-
-    def version(self, name: str, alias: str) -> Any:
+    def version(self, name: str, alias: str) -> ModelVersion | None:
         """The model version holding ``alias`` (None when the model or the alias does not exist)."""
-        from mlflow.exceptions import MlflowException
+        return self.registry.alias(name, alias)
 
-        try:
-            return self.client().get_model_version_by_alias(name, alias)
-        except MlflowException:
-            return None
-
-    def onnx_dir(self, name: str, version: Any) -> Path:
+    def onnx_dir(self, name: str, version: ModelVersion) -> Path:
         """The version's ONNX folder (``model.onnx``, maybe ``model.int8.onnx``, ``export.json``), cached.
 
         Crash-safe: MLflow downloads files in parallel, so a download killed half-way can leave ``export.json``
@@ -93,7 +78,7 @@ class ModelSource:
         import shutil
         import tempfile
 
-        if "onnx" not in version.tags:
+        if version.onnx is None:
             raise MissingOnnx(f"{name} v{version.version} has no ONNX export yet: materialize onnx_model")
         target = self.cache / name / str(version.version) / "onnx"
         if target.is_dir():
@@ -107,8 +92,7 @@ class ModelSource:
         _remove_stale_downloads(target.parent)
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
         try:
-            self.client().download_artifacts(version.run_id, "onnx", str(staging))
-            verify_export(staging / "onnx")
+            verify_export(self.registry.download_onnx(version, staging))
             try:
                 (staging / "onnx").rename(target)
             except OSError:  # another process put a complete copy in place first
@@ -117,7 +101,8 @@ class ModelSource:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def forecaster(self, name: str, version: Any, *, variant: str = "auto", threads: int = 1) -> OnnxForecaster:
+    def forecaster(self, name: str, version: ModelVersion, *, variant: str = "auto",
+                   threads: int = 1) -> OnnxForecaster:
         """An ONNX Runtime forecaster for ``version``: INT8 when offered (``auto``/``int8``), else fp32."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {list(VARIANTS)} (got {variant!r})")

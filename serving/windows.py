@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-HIST, FUTR = "hist_exog", "futr_exog"
+INPUT, OUTPUT = "windows", "forecast"  # the ONNX graph's input and output names
+HIST, FUTR = "hist_exog", "futr_exog"  # its exogenous inputs (event-aware models)
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def _window_ends(frame: Any, input_size: int, h: int, max_windows: int, after: A
 def _stack(chosen: list[tuple[Any, int]], input_size: int, h: int, hist: tuple[str, ...],
            futr: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray | None]]:
     ys = [part["y"].to_numpy(dtype=np.float32) for part, _ in chosen]
-    windows = np.stack([y[end - input_size:end] for y, (_, end) in zip(ys, chosen)])
-    actuals = np.stack([y[end:end + h] for y, (_, end) in zip(ys, chosen)])
+    windows = np.stack([y[end - input_size:end] for y, (_, end) in zip(ys, chosen, strict=True)])
+    actuals = np.stack([y[end:end + h] for y, (_, end) in zip(ys, chosen, strict=True)])
 
     def exog(cols: tuple[str, ...], ahead: int) -> np.ndarray | None:
         if not cols:
@@ -89,16 +90,6 @@ def _need(frame: Any, input_size: int, h: int) -> ValueError:
     return ValueError(f"no series has {input_size + h} points for a window of input {input_size} + horizon {h} "
                       f"({frame['unique_id'].nunique()} series, at most {frame.groupby('unique_id').size().max()} "
                       f"points)")
-
-
-def held_out_windows(frame: Any, input_size: int, h: int, *, max_windows: int = 64,
-                     after: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Input windows and what followed them (``(N, input_size)``, ``(N, h)``): held out only when ``after`` is
-    given (then every forecast step is after it); without it they are spread over the whole frame."""
-    chosen = _window_ends(frame, input_size, h, max_windows, after)
-    if not chosen:
-        raise _need(frame, input_size, h)
-    return _stack(chosen, input_size, h, (), ())[:2]
 
 
 def check_windows(frame: Any, input_size: int, h: int, hist: tuple[str, ...] = (), futr: tuple[str, ...] = (), *,

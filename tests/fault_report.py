@@ -62,8 +62,8 @@ def pytest_sessionfinish(session, exitstatus):
     counts = ", ".join(f"{sum(c['outcome'] == o for c in _CASES)} {o}" for o in ("passed", "failed", "skipped")
                        if any(c["outcome"] == o for c in _CASES))
     lines = [f"# Fault suite (`make chaos`): {len(_CASES)} cases, {counts}",
-             "", f"{meta['created']}, {meta['cpus']} CPUs ({meta['machine']}). Each row is one fault case (`pytest tests -m fault`): "
-             "real processes, real files, real signals, localhost only.", "",
+             "", f"{meta['created']}, {meta['cpus']} CPUs ({meta['machine']}). Each row is one fault case "
+             "(`pytest tests -m fault`): real processes, real files, real signals, localhost only.", "",
              "| fault | what was checked | outcome | measured | s |", "|---|---|---|---|---:|"]
     for case in _CASES:
         cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731

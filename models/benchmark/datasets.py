@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from domain.vocabulary import TARGETS
 from models.benchmark.specs import MARKET_SPECS, PAPER_SPEC, BenchSpec, Budget
-from models.frames import TARGETS, to_training_frame
+from models.frames import to_training_frame
 
 
 @dataclass

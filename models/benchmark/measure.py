@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ def step_timer() -> Any:
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             self.seconds.append(time.perf_counter() - self._start)
 
-        def __deepcopy__(self, memo: dict) -> "_StepTimer":  # neuralforecast deep-copies hparams
+        def __deepcopy__(self, memo: dict) -> _StepTimer:  # neuralforecast deep-copies hparams
             memo[id(self)] = self
             return self
 
@@ -55,7 +56,7 @@ class PeakMemory:
         self._thread: threading.Thread | None = None
         self._peak = 0
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device == "cuda":
             import torch
 

@@ -39,10 +39,11 @@ def _clean(value: Any) -> Any:
 
 
 def ordered(results: pd.DataFrame) -> pd.DataFrame:
-    """Data sets in their first-seen order, the neural models (in :data:`MODELS` order) before the baselines."""
-    from models.benchmark.specs import BASELINE_MODELS, MODELS
+    """Data sets in their first-seen order, the neural models (in :data:`domain.vocabulary.BENCHMARK_MODELS` order)
+    before the baselines."""
+    from domain.vocabulary import BASELINES, BENCHMARK_MODELS
 
-    rank = {m: i for i, m in enumerate((*MODELS, *BASELINE_MODELS))}
+    rank = {m: i for i, m in enumerate((*BENCHMARK_MODELS, *BASELINES))}
     first = {d: i for i, d in enumerate(dict.fromkeys(results["dataset"]))}
     keys = results["dataset"].map(first) * 100 + results["model"].map(lambda m: rank.get(m, 99))
     return results.iloc[keys.argsort(kind="stable")].reset_index(drop=True)
@@ -63,7 +64,8 @@ def with_costs(results: pd.DataFrame, latency: pd.DataFrame) -> pd.DataFrame:
             out[f"{col}_per_window"] = 1e3 / keys.map(sel["windows_per_s"]).astype(float)
     out["windows_per_step"] = [samples_for(m, int(b), int(n)) * windows_per_sample(m, int(n))
                                if k == "neural" else np.nan
-                               for m, b, n, k in zip(out["model"], out["batch_size"], out["n_series"], out["kind"])]
+                               for m, b, n, k in zip(out["model"], out["batch_size"], out["n_series"], out["kind"],
+                                                     strict=True)]
     out["s_per_train_window"] = out["seconds_per_step"].astype(float) / out["windows_per_step"].astype(float)
     for name, col in RATIOS.items():
         nhits = out[out["model"] == "nhits"].set_index("dataset")[col]
@@ -150,7 +152,7 @@ def to_markdown(results: pd.DataFrame, latency: pd.DataFrame, *, title: str = "B
         lines.append("")
     lat = latency.copy()
     lat["cell"] = [f"{_fmt(a, 3)} / {_fmt(b, 3)}" if s == "" else "capped" if s.startswith("capped") else "n/a"
-                   for a, b, s in zip(lat["p50_ms"], lat["p95_ms"], lat["skipped"].fillna(""))]
+                   for a, b, s in zip(lat["p50_ms"], lat["p95_ms"], lat["skipped"].fillna(""), strict=True)]
     pivot = lat.pivot_table(index=["dataset", "model", "path"], columns="batch", values="cell", aggfunc="first",
                             sort=False)
     lines += ["## Latency (ms, median / p95 over repeated calls after warm-up)", "",
@@ -192,7 +194,7 @@ def plot_benchmark(results: pd.DataFrame, latency: pd.DataFrame) -> bytes:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     neural = results[results["kind"] == "neural"]
-    markers = dict(zip(neural["dataset"].unique(), "osD^vP*X"))
+    markers = dict(zip(neural["dataset"].unique(), "osD^vP*X", strict=False))
     for model, part in neural.groupby("model", sort=False):
         for dataset, row in part.set_index("dataset").iterrows():
             left.scatter(max(row["train_seconds"], 1e-3), row["mase"] / row["naive_mase_same_windows"],

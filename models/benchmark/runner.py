@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.benchmark.datasets import BenchData
-from models.benchmark.measure import (PeakMemory, Timing, forward_batch, predict_frame, sample_windows,
-                                      step_timer, time_calls)
+from models.benchmark.measure import (
+    PeakMemory,
+    Timing,
+    forward_batch,
+    predict_frame,
+    sample_windows,
+    step_timer,
+    time_calls,
+)
 from models.benchmark.specs import LATENCY_COLUMNS, RESULT_COLUMNS, Budget
-from models.benchmark.zoo import (ALIASES, MULTIVARIATE, build_model, count_parameters, samples_for,
-                                  windows_per_sample)
+from models.benchmark.zoo import ALIASES, MULTIVARIATE, build_model, count_parameters, samples_for, windows_per_sample
 from models.evaluation import Split, baseline_window_predictions, nhits_window_predictions, time_split
 from models.metrics import naive_scale, score_predictions
-
 
 
 def device_of(accelerator: str) -> str:
@@ -70,7 +76,8 @@ def run_benchmark(data: BenchData, budget: Budget, models: tuple[str, ...], *, a
     baselines = baseline_window_predictions(split, keys, spec)
     n_series = int(split.full["unique_id"].nunique())
     context = {"dataset": spec.name, "asset_class": spec.asset_class, "target": spec.target,
-               "protocol": spec.protocol, "notes": spec.notes, "h": spec.h, "input_size": spec.input_size, "freq": spec.freq,
+               "protocol": spec.protocol, "notes": spec.notes, "h": spec.h, "input_size": spec.input_size,
+               "freq": spec.freq,
                "n_series": n_series, "n_windows_protocol": spec.n_windows, "step_size": spec.step_size,
                "train_rows": len(fit_df), "seed": budget.seed, "profile": budget.profile, "device": device,
                "device_name": device_name(device), "max_steps": budget.max_steps, "batch_size": budget.batch_size}
@@ -160,7 +167,8 @@ def _eval_windows(split: Split, spec: Any, per_window_s: float, n_series: int,
     cutoffs = split.cutoffs[(n - 1) - k * (m - 1)::k]
     note = (f"evaluation capped at {cap_s:g} s: scored {m} of {n} windows (every {k}th); "
             f"naive on the same windows beside it")
-    return dataclasses.replace(split, cutoffs=tuple(cutoffs)), spec.replace(n_windows=m, step_size=spec.step_size * k), note
+    return (dataclasses.replace(split, cutoffs=tuple(cutoffs)),
+            spec.replace(n_windows=m, step_size=spec.step_size * k), note)
 
 
 def measure_latency(nf: Any, name: str, full: pd.DataFrame, input_size: int, budget: Budget, n_series: int,

@@ -11,8 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-MODELS: tuple[str, ...] = ("nhits", "patchtst", "itransformer", "timesnet", "tide")
-BASELINE_MODELS: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
 LATENCY_BATCHES: tuple[int, ...] = (1, 16, 64, 256)
 Profile = Literal["quick", "full"]
 # the frames run_benchmark returns (and, with bench_id/created_at/mlflow_run_id, the DuckDB tables)
@@ -65,7 +63,7 @@ class BenchSpec:
     def test_size(self) -> int:
         return self.h + self.step_size * (self.n_windows - 1)
 
-    def replace(self, **changes: Any) -> "BenchSpec":
+    def replace(self, **changes: Any) -> BenchSpec:
         return dataclasses.replace(self, **changes)
 
 
@@ -99,7 +97,7 @@ class Budget:
         if bad:
             raise ValueError(f"Budget caps must be > 0 seconds (got {bad}); train_cap_s / eval_cap_s None = no cap")
 
-    def replace(self, **changes: Any) -> "Budget":
+    def replace(self, **changes: Any) -> Budget:
         return dataclasses.replace(self, **changes)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from models.benchmark.specs import MODELS, BenchSpec, Budget
+from domain.vocabulary import BENCHMARK_MODELS as MODELS
+from models.benchmark.specs import BenchSpec, Budget
 
 ALIASES = {"nhits": "NHITS", "patchtst": "PatchTST", "itransformer": "iTransformer", "timesnet": "TimesNet",
            "tide": "TiDE"}

@@ -171,7 +171,8 @@ def _bars(rng: random.Random, world: World) -> Case:
                         "?forecast=true&forecast=%ff", "?forecast=" + "1" * 5000])
     roll = rng.random()
     if roll < 0.25:  # valid, as sent (the service takes them: the state the fuzz is allowed to change)
-        obj: Any = world.next_bar(rng) if rng.random() < 0.7 else [world.next_bar(rng) for _ in range(rng.randint(1, 5))]
+        obj: Any = (world.next_bar(rng) if rng.random() < 0.7
+                    else [world.next_bar(rng) for _ in range(rng.randint(1, 5))])
         return _json_case(rng, "bars valid", "/bars" + query, obj)
     if roll < 0.255:  # one over MAX_BARS: refused whole
         body = world.body("bars 10001", lambda: [{"symbol": "FZBIG", "ts": iso(1.7e9 + 300 * i), "open": 1.0,
@@ -183,8 +184,8 @@ def _bars(rng: random.Random, world: World) -> Case:
               "close": NUMBERS, "volume": NUMBERS}
     symbol = rng.choice(sorted(world.symbols))
     ts, close = world.symbols[symbol]
-    valid = {"symbol": symbol, "ts": iso(ts + (0 if symbol in world.keep else 300)), "open": close, "high": close, "low": close, "close": close,
-             "volume": 1.0}
+    valid = {"symbol": symbol, "ts": iso(ts + (0 if symbol in world.keep else 300)), "open": close, "high": close,
+             "low": close, "close": close, "volume": 1.0}
     what, obj = _mutate(rng, valid, fields)
     if rng.random() < 0.2:
         obj = [obj, *(_mutate(rng, valid, fields)[1] for _ in range(rng.randint(0, 3)))]
@@ -239,7 +240,8 @@ def _raw(rng: random.Random, world: World) -> Case:
     """Requests httpx will not send: bad request lines, lengths, chunking, headers."""
     post = "POST /bars HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     raw = rng.choice([
-        b"GET /forecast/\xed\xa0\x80 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /forecast/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /forecast/\xed\xa0\x80 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /forecast/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /health\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64), b"GARBAGE\r\n\r\n",
         (post + "Content-Length: abc\r\n\r\n{}").encode(), (post + "Content-Length: -1\r\n\r\n{}").encode(),
         (post + "Content-Length: 99999999999999999999999\r\n\r\n{}").encode(),
@@ -275,7 +277,7 @@ KINDS = [(_bars, 34), (_predict, 18), (_get, 20), (_events, 16), (_raw, 6), (_hu
 
 
 def cases(rng: random.Random, n: int, world: World) -> Iterator[Case]:
-    makers, weights = zip(*KINDS)
+    makers, weights = zip(*KINDS, strict=True)
     for _ in range(n):
         yield rng.choices(makers, weights)[0](rng, world)
 

@@ -1,4 +1,4 @@
-"""Fault suite, bad input: the corpus of tests/test_bad_files.py (tests/data/bad/ and the generated 10 MB line,
+"""Fault suite, bad input: the corpus of tests/ingest/test_bad_files.py (tests/data/bad/ and the generated 10 MB line,
 5,000-column header, gzip bombs, directory, FIFO, symlink) through the three ways a file gets in: `tradecast
 ingest`, the incoming folder (what `incoming_files_sensor` calls) and `tradecast bench --csv`. Each file ends with
 its bad rows quarantined (read = accepted + quarantined, with the reasons) or with a clear error naming it; never a
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import BAD, ROOT, warehouse_query, write_catalog
-from tests.test_bad_files import GENERATED, PARTLY_BAD, make_generated, within
+from tests.ingest.test_bad_files import GENERATED, PARTLY_BAD, make_generated, within
 
 # `tradecast ingest` options per file (in the incoming folder: a sidecar <file>.yaml)
 OPTIONS = {
@@ -83,7 +83,7 @@ def check_loads(names: dict[str, str]) -> list[str]:
     """Problems with the warehouse's record of each registered source (source -> corpus file)."""
     loads = warehouse_query("SELECT * FROM source_loads").set_index("source")
     reasons = warehouse_query("SELECT source, string_agg(reasons, ' | ') AS text FROM quarantine GROUP BY source")
-    reasons = dict(zip(reasons.source, reasons.text))
+    reasons = dict(zip(reasons.source, reasons.text, strict=True))
     problems = []
     for source, name in names.items():
         if name not in {**PARTLY_BAD, **LINKED}:
@@ -127,7 +127,7 @@ def empty_bundled_catalog(home, tmp_path, monkeypatch):
 def test_corpus_through_tradecast_ingest(empty_bundled_catalog, tmp_path, chaos_detail):
     from ingest.catalog import CatalogError
     from ingest.readers import SourceFileError
-    from pipelines.cli import run_job
+    from pipelines.cli.runner import run_job
     from pipelines.registration import register_file
 
     files = corpus(tmp_path)
@@ -239,7 +239,7 @@ def incoming_layout(root: Path, files: dict[str, Path]) -> dict[str, Path]:
                    "directory named *.csv is left alone; a broken sidecar (not YAML, a list, an unknown time "
                    "zone) rejects its file")
 def test_corpus_through_the_incoming_folder(empty_bundled_catalog, tmp_path, chaos_detail):
-    from pipelines.cli import run_job
+    from pipelines.cli.runner import run_job
     from pipelines.incoming import incoming_dir, process
     from resources import Settings
 
@@ -317,7 +317,7 @@ BENCH_ARGS = ["--h", "2", "--input-size", "4", "--models", "nhits", "--steps", "
 def test_corpus_through_bench_csv(tmp_path, chaos_detail):
     from click.testing import CliRunner
 
-    from pipelines.bench_cli import bench
+    from pipelines.cli.bench import bench
 
     files = {name: (path, "--date-col") for name, path in corpus(tmp_path).items()}
     wide = {n: v for n, v in bench_files(tmp_path / "wide").items() if v[1]}  # quirks.csv would train: see below

@@ -2,8 +2,8 @@
 artifact, an unreadable user catalog, a disk that fills during a write (a file-size limit, RLIMIT_FSIZE).
 
 Entry points: `tradecast ingest FILE`, the Dagster job runs as `tradecast run` executes them
-(`pipelines.cli.run_job`: ingest_job, train_job, forecast_job, export_job), and `tradecast serve` (start-up). Each
-is a real process: it must exit non-zero with a one-line error naming the file (no Traceback), or, for the service,
+(`pipelines.cli.runner.run_job`: ingest_job, train_job, forecast_job, export_job), and `tradecast serve` (start-up).
+Each is a real process: it must exit non-zero with a one-line error naming the file (no Traceback), or, for the service,
 start on a stand-in and say why in /health; what was committed before stays as it was."""
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def test_a_missing_weights_file_fails_forecast_job_naming_it(trained_fx, home, c
 
 
 def tables_of(home: Path, table: str) -> tuple:
-    from models.store import connect
+    from storage.duck import connect
 
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:
@@ -216,7 +216,8 @@ def tables_of(home: Path, table: str) -> tuple:
 
 # --------------------------------------------------------------------------------------------- the user catalog
 
-GARBAGE = {"bad YAML": b"sources: [\n  - {name: user_a, path: files/user_a.csv\n", "binary": b"\xff\xfe\x00\x81garbage\x00"}
+GARBAGE = {"bad YAML": b"sources: [\n  - {name: user_a, path: files/user_a.csv\n",
+           "binary": b"\xff\xfe\x00\x81garbage\x00"}
 
 
 @pytest.mark.fault("an unreadable user catalog ($TRADECAST_HOME/sources/sources.yaml)",
@@ -253,8 +254,8 @@ def test_an_unreadable_user_catalog_changes_nothing(home, tmp_path, garbage, cha
 # ------------------------------------------------------------------------------------------------------ disk full
 
 @pytest.mark.fault("a full disk during `tradecast ingest` (RLIMIT_FSIZE)",
-                   "exit 1, 'File too large' naming the warehouse file; the committed rows unchanged; without the limit "
-                   "the same command completes with the file's rows")
+                   "exit 1, 'File too large' naming the warehouse file; the committed rows unchanged; without the "
+                   "limit the same command completes with the file's rows")
 def test_a_full_disk_during_tradecast_ingest_keeps_the_committed_rows(home, tmp_path, chaos_detail):
     assert run_job("ingest_job", "fx", max_rows=300, assets=["market_bars"]).success
     committed = tables(home)

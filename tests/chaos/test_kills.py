@@ -1,7 +1,7 @@
 """`kill -9` of pipeline runs: an ingest inside its write transaction, a training run mid-fit and while it
 registers, an export while it writes its ONNX files; and runs racing each other for the warehouse.
 
-Each victim is a real `tradecast` process (`pipelines.cli.run_job` in a `python -c` child, or `python -m
+Each victim is a real `tradecast` process (`pipelines.cli.runner.run_job` in a `python -c` child, or `python -m
 pipelines.cli ingest`) on the test's own TRADECAST_HOME. Where the kill must land at one exact point, the child
 installs a pause before it starts: at that point it writes a marker file and stops itself (SIGSTOP), and the test
 kills it with SIGKILL, so what is on disk is exactly what a `kill -9` at that moment leaves. Afterwards: the
@@ -89,12 +89,12 @@ FSIZE_LAUNCHER = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_
 
 
 def job_code(job: str, partition=None, run_config: dict | None = None, hook: str = "") -> str:
-    """A `python -c` program: ``hook``, then ``pipelines.cli.run_job`` as `tradecast` runs it (a failed run prints
-    click's one-line error and exits 1)."""
+    """A `python -c` program: ``hook``, then ``pipelines.cli.runner.run_job`` as `tradecast` runs it (a failed run
+    prints click's one-line error and exits 1)."""
     key = f"dg.MultiPartitionKey({partition!r})" if isinstance(partition, dict) else repr(partition)
     return hook + f"""
 import sys, click, dagster as dg
-from pipelines.cli import run_job
+from pipelines.cli.runner import run_job
 try:
     run_job({job!r}, {key}, {run_config!r})
 except click.ClickException as exc:
@@ -188,7 +188,7 @@ def cli_run(job: str, partition=None, run_config=None, timeout_s: float = 300, *
 
 def tables(home: Path) -> dict[str, tuple]:
     """Per table of a load: (rows, order-free fingerprint of the rows), the run's id and clock left out."""
-    from models.store import connect
+    from storage.duck import connect
 
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:
@@ -200,7 +200,7 @@ def tables(home: Path) -> dict[str, tuple]:
 
 def opens_for_writing(home: Path) -> None:
     """The warehouse opens read-write (schema prepared), answers, and is not marked damaged."""
-    from models.store import connect
+    from storage.duck import connect
 
     con = connect(home / "warehouse.duckdb")
     try:
@@ -285,7 +285,7 @@ def trained_fx(tmp_path_factory) -> Path:
 
 
 def copied_home(trained: Path, home: Path) -> Path:
-    """This test's TRADECAST_HOME as a copy of ``trained`` (MLflow re-roots its locations: models.rehome)."""
+    """This test's TRADECAST_HOME as a copy of ``trained`` (MLflow re-roots its locations: storage.rehome)."""
     shutil.copytree(trained, home, symlinks=True)
     return home
 
@@ -360,11 +360,12 @@ def tiny_catalog(tmp_path: Path) -> dict:
 
 
 def _bars_state(home: Path) -> dict:
-    from models.store import connect
+    from storage.duck import connect
 
     con = connect(home / "warehouse.duckdb", read_only=True)
     try:
-        rows, keys = con.execute("SELECT count(*), count(DISTINCT (asset_class, symbol, freq, ts)) FROM bars").fetchone()
+        rows, keys = con.execute(
+            "SELECT count(*), count(DISTINCT (asset_class, symbol, freq, ts)) FROM bars").fetchone()
         loads = con.execute("SELECT source, rows_read, rows_accepted, rows_quarantined FROM source_loads").fetchall()
         return {"rows": rows, "keys": keys, "loads": sorted(loads)}
     finally:
@@ -568,7 +569,7 @@ def fresh_download_verifies(tmp_path: Path, version: str) -> dict:
 
     source = ModelSource()
     source.cache = tmp_path / "fresh-cache"
-    return verify_export(source.onnx_dir(NAME, source.client().get_model_version(NAME, version)))
+    return verify_export(source.onnx_dir(NAME, source.registry.version(NAME, version)))
 
 
 def onnx_tag(version: str) -> str | None:

@@ -115,7 +115,9 @@ def test_http_fuzz_gets_no_5xx_and_changes_only_what_it_was_allowed_to(make_serv
         with httpx.Client(base_url=server.url, timeout=60) as http:
             before = _forecasts(http, warm)
             started = time.monotonic()
-            for sent, case in enumerate(http_fuzz.cases(random.Random(seed), n, world), start=1):
+            sent = 0
+            for case in http_fuzz.cases(random.Random(seed), n, world):
+                sent += 1
                 try:
                     status, text = http_fuzz.send(http, host, port, case)
                 except httpx.HTTPError as exc:
@@ -128,7 +130,8 @@ def test_http_fuzz_gets_no_5xx_and_changes_only_what_it_was_allowed_to(make_serv
                 if time.monotonic() - started > budget_s:
                     break
             elapsed = time.monotonic() - started
-            assert not offending, f"{len(offending)} of {sent} requests got a 5xx or no answer:\n" + "\n".join(offending[:8])
+            assert not offending, (f"{len(offending)} of {sent} requests got a 5xx or no answer:\n"
+                                   + "\n".join(offending[:8]))
             after_warm = _forecasts(http, warm)
             health = http.get("/health").json()
             assert health["status"] == "ok", health  # no request a client sent counted as a model failure
@@ -153,14 +156,15 @@ def test_http_fuzz_gets_no_5xx_and_changes_only_what_it_was_allowed_to(make_serv
 def _bar_dicts(symbol: str, source: str, start: int, n: int) -> list[dict]:
     """``n`` real 1-minute bars of ``source`` from its ``start``-th bar, as JSON bars of ``symbol``."""
     frame = real_bars(n, source, start)
-    frame = frame[(frame.high >= frame[["open", "close"]].max(axis=1)) & (frame.low <= frame[["open", "close"]].min(axis=1))
+    frame = frame[(frame.high >= frame[["open", "close"]].max(axis=1))
+                  & (frame.low <= frame[["open", "close"]].min(axis=1))
                   & (frame.low > 0)]
     return [{"symbol": symbol, "ts": http_fuzz.iso(row.epoch), "open": row.open, "high": row.high, "low": row.low,
              "close": row.close, "volume": row.volume_base} for row in frame.itertuples()]
 
 
 def _live_rows(home: Path) -> int:
-    from models.store import open_waiting
+    from storage.duck import open_waiting
 
     con = open_waiting(home / "warehouse.duckdb", read_only=True)
     try:
@@ -367,8 +371,8 @@ def _burst(url: str, symbol: str, feed: list[dict], stop: threading.Event, answe
 def test_kill_9_of_the_service_mid_request(served, tmp_path, chaos_detail):
     import httpx
 
-    from models.store import open_waiting
     from serving.source import verify_export
+    from storage.duck import open_waiting
 
     home = tmp_path / "home"
     shutil.copytree(served.home, home, ignore=shutil.ignore_patterns("serving_cache"))  # the session's home stays

@@ -38,7 +38,8 @@ def test_seasonal_naive_repeats_last_season(history: pd.DataFrame) -> None:
 
 
 def test_window_mean_uses_last_input_size_values(history: pd.DataFrame) -> None:
-    windows = pd.DataFrame({"unique_id": ["a", "b"], "cutoff": pd.to_datetime(["2024-01-01 00:25", "2024-01-01 00:40"])})
+    windows = pd.DataFrame({"unique_id": ["a", "b"],
+                            "cutoff": pd.to_datetime(["2024-01-01 00:25", "2024-01-01 00:40"])})
     fc = baseline_forecasts(history, windows, h=2, input_size=3, season_length=2)
     assert fc[fc.unique_id == "a"]["window_mean"].tolist() == [pytest.approx((9 + 16 + 25) / 3)] * 2
     assert fc[fc.unique_id == "b"]["window_mean"].tolist() == [pytest.approx((4 + 1 + 1) / 3)] * 2

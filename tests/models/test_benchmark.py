@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from domain.vocabulary import BENCHMARK_MODELS as MODELS
 from models.benchmark.datasets import BenchData, common_grid, split_protocol, zscore
 from models.benchmark.ltsf import LTSFError, read_benchmark_csv
 from models.benchmark.report import MODEL_KEYS, SCHEMA, to_document, to_markdown
 from models.benchmark.runner import run_benchmark
-from models.benchmark.specs import MODELS, RESULT_COLUMNS, BenchSpec, Budget
+from models.benchmark.specs import RESULT_COLUMNS, BenchSpec, Budget
 from models.benchmark.zoo import parse_models
 from tests.conftest import ROOT
 
@@ -93,8 +94,8 @@ def test_baseline_metrics_equal_hand_computed_values_on_a_toy_series():
 
 
 def test_naive_baseline_is_the_last_value_before_each_cutoff():
-    from models.evaluation import baseline_window_predictions, time_split
     from models.benchmark.runner import window_keys
+    from models.evaluation import baseline_window_predictions, time_split
 
     spec = BenchSpec(name="toy", h=4, input_size=8, freq="h", season_length=24, n_windows=3, step_size=2, val_size=0)
     frame = _toy()

@@ -13,7 +13,8 @@ def test_report_configs() -> None:
     hft, daily = spec_for("crypto", "full"), spec_for("equities", "full")
     assert (hft.h, hft.input_size, hft.n_pool_kernel_size, hft.n_freq_downsample) == (12, 288, (8, 4, 1), (8, 4, 1))
     assert (hft.batch_size, hft.learning_rate, hft.gradient_clip_val, hft.freq) == (256, 1e-3, 1.0, "5min")
-    assert (daily.h, daily.input_size, daily.n_pool_kernel_size, daily.n_freq_downsample) == (30, 365, (4, 2, 1), (4, 2, 1))
+    assert ((daily.h, daily.input_size, daily.n_pool_kernel_size, daily.n_freq_downsample)
+            == (30, 365, (4, 2, 1), (4, 2, 1)))
     assert (daily.batch_size, daily.learning_rate, daily.freq, daily.season_length) == (64, 5e-4, "B", 5)
     assert spec_for("fx", "full") == daily
     assert hft.max_steps >= 1000 and hft.early_stop_patience_steps > 0

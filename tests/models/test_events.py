@@ -1,4 +1,4 @@
-"""models.events / event_online / event_report: feature values, no look-ahead, online == batch, coverage."""
+"""models.events.features / event_online / event_report: feature values, no look-ahead, online == batch, coverage."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.event_online import OnlineEventFeatures
-from models.event_report import coverage_by_source, coverage_by_symbol, coverage_summary
-from models.event_spec import FEATURE_COLUMNS, NEUTRAL, calendar_for, exog_columns
-from models.events import event_features, future_rows
+from models.events.features import event_features, future_rows
+from models.events.online import OnlineEventFeatures
+from models.events.report import coverage_by_source, coverage_by_symbol, coverage_summary
+from models.events.spec import FEATURE_COLUMNS, NEUTRAL, calendar_for, exog_columns
 from models.frames import to_training_frame
 from tests.models.sample_bars import equity_bars
 
@@ -120,7 +120,7 @@ def real_events() -> tuple[pd.DataFrame, pd.DataFrame]:
     (AAPL tweets Jan-May 2014, r/worldnews Mar-Jul 2016, analyst ratings of A, AAP, ABBV, ...), the FOMC files."""
     from ingest.catalog import load_catalog, select
     from ingest.load import load_sources
-    from models.store import PROJECT_ROOT
+    from storage.home import PROJECT_ROOT
 
     specs = load_catalog(PROJECT_ROOT / "data" / "sources.yaml")
     news = load_sources(select(specs, "news_events"), "news_events", 3000).split.accepted
@@ -216,7 +216,8 @@ def test_coverage_tables() -> None:
 
 
 def test_event_features_table_has_every_feature_column() -> None:
-    from models.store import COLUMNS, connect
+    from storage.duck import connect
+    from storage.schema import COLUMNS
 
     con = connect(":memory:")
     names = con.execute("SELECT name FROM pragma_table_info('event_features')").df().name.tolist()
@@ -227,7 +228,7 @@ def test_fomc_day_takes_the_schedule_from_the_actions_file_only() -> None:
     """Real FOMC files through the catalog readers: the MP1 file's dates that the actions file does not mark as
     scheduled meetings (open-market-operation days of 1990-91, the unscheduled meeting of 1992-07-02) are no
     fomc_day, in the batch features, the future rows and the online state; the policy surprise stays MP1's."""
-    from models.store import PROJECT_ROOT
+    from storage.home import PROJECT_ROOT
 
     _, macro = real_events()
     assert not macro[macro.source == "fomc_policy_surprise"].scheduled.eq(True).any()  # MP1 carries no schedule

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from models.configs import spec_for
-from models.event_spec import exog_columns
 from models.evaluation import loaded_window_predictions, time_split, train_and_evaluate
-from models.events import attach, event_features, future_rows
+from models.events.features import attach, event_features, future_rows
+from models.events.spec import exog_columns
 from models.forecasting import forecast, load_model, save_model
 from models.frames import to_training_frame
 from tests.models.sample_bars import equity_bars
@@ -80,7 +80,7 @@ def test_event_aware_forecast_needs_and_uses_future_rows(trained, event_frame, t
 @pytest.mark.slow
 def test_ablation_runner_reports_seeds_coverage_and_a_verdict() -> None:
     """The ablation on a real slice (AAPL's 2014 tweets), tiny budget: the document and its report are complete."""
-    from models.benchmark.events import SCHEMA, EventBenchConfig, run_event_ablation, to_markdown
+    from models.events.ablation import SCHEMA, EventBenchConfig, run_event_ablation, to_markdown
 
     news, macro = real_events()
     config = EventBenchConfig(seeds=(1, 2), max_steps=3, n_windows=2, input_size=20, max_series=1,

@@ -48,6 +48,7 @@ def test_save_load_gives_identical_forecasts(fitted, tmp_path: Path) -> None:
     assert not any(f.endswith((".pkl", ".ckpt")) for f in files)  # no pickle on disk
     loaded = load_model(path, accelerator="cpu")
     after = forecast(loaded, frame)
-    pd.testing.assert_frame_equal(before[["unique_id", "ds", "step", "yhat"]], after[["unique_id", "ds", "step", "yhat"]])
+    pd.testing.assert_frame_equal(before[["unique_id", "ds", "step", "yhat"]],
+                                  after[["unique_id", "ds", "step", "yhat"]])
     # StudentT intervals are sampled: same seed -> same draws
     np.testing.assert_allclose(before[["lo", "hi"]].to_numpy(), after[["lo", "hi"]].to_numpy(), rtol=1e-6)

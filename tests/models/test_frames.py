@@ -28,8 +28,8 @@ def _bars(rows: list[tuple], asset_class: str = "crypto", freq: str = "1min") ->
 
 def test_resample_1min_to_5min_ohlcv_by_hand() -> None:
     rows = [(f"2024-01-01 00:0{m}:00", "X", o, hi, lo, c, v) for m, (o, hi, lo, c, v) in enumerate([
-        (10, 11, 9, 10.5, 1), (10.5, 13, 10, 12, 2), (12, 12.5, 8, 9, 3), (9, 10, 9, 9.5, np.nan), (9.5, 9.8, 9.1, 9.7, 4),
-        (9.7, 9.9, 9.6, 9.8, 5), (9.8, 14, 9.7, 13, 6),
+        (10, 11, 9, 10.5, 1), (10.5, 13, 10, 12, 2), (12, 12.5, 8, 9, 3), (9, 10, 9, 9.5, np.nan),
+        (9.5, 9.8, 9.1, 9.7, 4), (9.7, 9.9, 9.6, 9.8, 5), (9.8, 14, 9.7, 13, 6),
     ])]
     out = resample_ohlcv(_bars(rows), "5min")
     assert out["ts"].tolist() == list(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 00:05"], utc=True))
@@ -47,7 +47,8 @@ def test_resample_keeps_all_nan_volume_nan_and_skips_empty_bins() -> None:
 
 def test_crypto_frame_resamples_1min_uses_native_5min_and_ignores_hourly() -> None:
     one_min = _bars([(f"2024-01-01 00:{m:02d}", "A", 1, 2, 0.5, 1 + m, 1) for m in range(10)])
-    native = _bars([("2024-01-01 00:00", "B", 5, 6, 4, 5.5, 1), ("2024-01-01 00:05", "B", 5.5, 7, 5, 6, 1)], freq="5min")
+    native = _bars([("2024-01-01 00:00", "B", 5, 6, 4, 5.5, 1), ("2024-01-01 00:05", "B", 5.5, 7, 5, 6, 1)],
+                   freq="5min")
     hourly = _bars([("2024-01-01 00:00", "C", 1, 1, 1, 1, 1)], freq="1h")
     frame = to_training_frame(pd.concat([one_min, native, hourly]), "crypto", "close", min_length=1)
     assert frame.attrs["freq"] == "5min"
@@ -112,9 +113,9 @@ def test_hourly_fx_resamples_each_symbol_from_its_finest_dividing_bars() -> None
 
 
 def test_garman_klass_matches_hand_computation() -> None:
-    o, h, l, c = 100.0, 110.0, 95.0, 105.0
+    o, hi, lo, c = 100.0, 110.0, 95.0, 105.0
     expected = np.sqrt(0.5 * np.log(110 / 95) ** 2 - (2 * np.log(2) - 1) * np.log(105 / 100) ** 2)
-    assert garman_klass(np.array([o]), np.array([h]), np.array([l]), np.array([c]))[0] == pytest.approx(expected)
+    assert garman_klass(np.array([o]), np.array([hi]), np.array([lo]), np.array([c]))[0] == pytest.approx(expected)
     # by hand: 0.5 * 0.146603^2 - 0.386294 * 0.048790^2 = 0.010746 - 0.000920 = 0.009827 -> sqrt = 0.09913
     assert expected == pytest.approx(0.09913, abs=1e-5)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +18,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_plot_forecasts_png_with_band_and_without() -> None:
     ds = pd.date_range("2024-01-01", periods=50, freq="5min")
-    hist = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 50), "ds": np.tile(ds, 2), "y": np.random.default_rng(0).normal(size=100)})
+    hist = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 50), "ds": np.tile(ds, 2),
+                         "y": np.random.default_rng(0).normal(size=100)})
     fds = pd.date_range(ds[-1] + pd.Timedelta("5min"), periods=5, freq="5min")
     fc = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 5), "ds": np.tile(fds, 2), "yhat": 0.0,
                        "lo": np.r_[[-1.0] * 5, [np.nan] * 5], "hi": np.r_[[1.0] * 5, [np.nan] * 5]})

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 
 POOL = "duckdb_writer"
-INGEST_FX = "from pipelines.cli import run_job; run_job('ingest_job', 'fx')"
+INGEST_FX = "from pipelines.cli.runner import run_job; run_job('ingest_job', 'fx')"
 
 
 def _instance():

@@ -10,6 +10,7 @@ tests move them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import threading
@@ -42,7 +43,7 @@ class Trained:
     def client(self) -> Any:
         from mlflow import MlflowClient
 
-        from models.store import mlflow_uri
+        from storage.home import mlflow_uri
 
         uri = mlflow_uri(str(self.home))
         return MlflowClient(uri, uri)
@@ -51,10 +52,8 @@ class Trained:
         client = self.client()
         for alias, version in aliases.items():
             if version is None:
-                try:
+                with contextlib.suppress(Exception):  # not set
                     client.delete_registered_model_alias(NAME, alias)
-                except Exception:  # noqa: BLE001 - not set
-                    pass
             else:
                 client.set_registered_model_alias(NAME, alias, version)
 
@@ -158,7 +157,7 @@ def onnx_folder(trained: Trained, version: str, cache: Path | None = None) -> Pa
     source = ModelSource(str(trained.home))
     if cache is not None:
         source.cache = cache
-    return source.onnx_dir(NAME, source.client().get_model_version(NAME, version))
+    return source.onnx_dir(NAME, source.registry.version(NAME, version))
 
 
 def tiny_onnx(path: Path, name: str = "window_mean", h: int = 4, input_size: int = 8, season: int = 2) -> Path:
@@ -203,7 +202,7 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -219,6 +218,6 @@ class Server:
 
 def windows_of(frame: pd.DataFrame, input_size: int, n: int) -> np.ndarray:
     """``n`` real windows (float32) spread over the frame's series."""
-    from serving.export import held_out_windows
+    from serving.windows import check_windows
 
-    return held_out_windows(frame, input_size, 12, max_windows=n)[0]
+    return check_windows(frame, input_size, 12, max_windows=n).windows

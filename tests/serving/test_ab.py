@@ -22,7 +22,7 @@ def test_symbol_split_ratio_is_within_tolerance_and_deterministic_across_instanc
     reseeded = [ABRouter(0.2, "symbol", seed=7).arm(s) for s in symbols]
     assert reseeded != arms and 0.18 <= reseeded.count("challenger") / len(symbols) <= 0.22
     half = [ABRouter(0.5, "symbol").arm(s) for s in symbols]  # a larger share keeps the 20% ones (same hash)
-    assert all(h == "challenger" for a, h in zip(arms, half) if a == "challenger")
+    assert all(h == "challenger" for a, h in zip(arms, half, strict=True) if a == "challenger")
 
 
 def test_request_mode_ratio_and_the_edges():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from tests.serving.conftest import Server
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 @pytest.fixture
@@ -187,7 +187,8 @@ def test_hot_swap_under_concurrent_requests_has_zero_errors(make_service, served
     late = {r[2] for r in results if r[0] > swapped_at + 0.2}
     assert late == {served.baseline}, late
     assert final["model_version"] == served.baseline and final["fallback"] is False
-    assert health["swaps"] == 1 and health["arms"]["champion"]["model"].startswith(f"nhits-crypto-close v{served.baseline}")
+    assert health["swaps"] == 1 and health["arms"]["champion"]["model"].startswith(
+        f"nhits-crypto-close v{served.baseline}")
     assert len(results) > 400
 
 
@@ -213,9 +214,9 @@ def test_live_error_per_version_is_written_and_reported(make_service, served):
     scored step with the right step, |yhat - y| and version; `live_ab_report` summarizes them."""
     from fastapi.testclient import TestClient
 
-    from models.store import open_waiting
     from serving.app import create_app
     from serving.live import ab_summary
+    from storage.duck import open_waiting
     from tests.conftest import run_job, warehouse_query
     from tests.serving.test_ab import split_seed
 
@@ -261,7 +262,8 @@ def test_live_error_per_version_is_written_and_reported(make_service, served):
         assert (mine.scale > 0).all() and (mine.ts > mine.origin_ts).all()
 
     table = ab_summary(rows)
-    assert set(zip(table.arm, table.model_version)) == {("champion", served.nhits), ("challenger", served.baseline)}
+    assert set(zip(table.arm, table.model_version, strict=True)) == {("champion", served.nhits),
+                                                                     ("challenger", served.baseline)}
     champion = table[table.arm == "champion"].iloc[0]
     assert champion.steps == 5 and champion.forecasts == 2 and champion.mase_vs_champion == pytest.approx(1.0)
     assert champion.mae == pytest.approx(rows[rows.arm == "champion"].abs_error.mean())

@@ -50,7 +50,7 @@ def test_breaker_opens_after_five_real_failures_the_backup_answers_and_a_probe_c
     np.testing.assert_allclose(values[:, 0, 0], windows.mean(axis=1))
 
     primary.session = wrong_session  # fault: the session now expects 6 inputs, onnxruntime raises
-    for i in range(3):
+    for _ in range(3):
         values, used = guarded.run(windows)
         assert used is backup and guarded.state == "closed"
         np.testing.assert_array_equal(values[:, :, 0], np.repeat(windows[:, -1:], 4, axis=1))  # naive answered
@@ -169,7 +169,7 @@ def test_a_corrupt_backup_file_falls_back_to_naive(make_service, served, tmp_pat
 
     source = ModelSource(str(served.home))
     source.cache = tmp_path / "cache"
-    folder = source.onnx_dir(NAME, source.client().get_model_version(NAME, served.baseline))
+    folder = source.onnx_dir(NAME, source.registry.version(NAME, served.baseline))
     (folder / "model.onnx").write_bytes(b"\x08\x07garbage" * 100)  # damaged, and recorded so (no checksum to
     report = json.loads((folder / "export.json").read_text())  # catch it: a damaged cache is downloaded again)
     report.pop("sha256", None)

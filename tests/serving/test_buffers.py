@@ -88,7 +88,7 @@ def test_volatility_values_equal_the_training_frame_definition_on_real_bars():
     got = [buffers.update(to_bar(row)) for row in bars.itertuples()]
     expected = [None if np.isnan(w) else w for w in want]
     assert (got[0] is None) == (expected[0] is None)  # a degenerate first bar gives nothing (no previous close)
-    pairs = [(g, w) for g, w in zip(got, expected) if w is not None]
+    pairs = [(g, w) for g, w in zip(got, expected, strict=True) if w is not None]
     assert all(g is not None for g, _ in pairs) and len(pairs) >= len(bars) - 1
     np.testing.assert_allclose([g for g, _ in pairs], [w for _, w in pairs], rtol=1e-12, atol=0)
     assert got[flat] == pytest.approx(abs(np.log(bars.close[flat] / bars.close[flat - 1])), rel=1e-12)
@@ -115,7 +115,7 @@ def test_forecast_cache_is_bounded_hits_on_repeats_and_is_invalidated_by_a_bar(t
     symbols = ("BTCUSD", "BTCUSDC", "BTCUSDT")
     frames = {s: real_bars(12, s) for s in symbols}
     extra = {f"X{i}": real_bars(12, "BTCUSDT", start=100 * (i + 1)).assign(symbol=f"X{i}") for i in range(2)}
-    for sym, frame in {**frames, **extra}.items():
+    for _sym, frame in {**frames, **extra}.items():
         for row in frame.iloc[:10].itertuples():
             predictor.update(to_bar(row))
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.event_spec import FEATURE_COLUMNS
+from models.events.spec import FEATURE_COLUMNS
 from tests.conftest import run_job
 
 L = 365  # a daily model's input window
@@ -22,7 +22,7 @@ def daily(tmp_path_factory):
     the class's training frame (the training_frames asset's code) that the service warms from."""
     from models.frames import to_training_frame
     from resources import Settings, Warehouse
-    from resources.warehouse import replace_where
+    from storage.duck import replace_where
 
     home = tmp_path_factory.mktemp("parity") / "home"
     with pytest.MonkeyPatch.context() as mp:
@@ -87,7 +87,7 @@ def test_served_rows_equal_the_event_features_table_over_the_whole_input_window(
 
 
 def test_a_late_headline_is_folded_into_every_row_it_changes(daily) -> None:
-    from models.events import event_features
+    from models.events.features import event_features
 
     con, _, window, news, macro = daily
     exog = _warmed(con, window)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.event_spec import FOMC_FUTR_COLUMNS, MARKET_COLUMNS, NEWS_COLUMNS
+from models.events.spec import FOMC_FUTR_COLUMNS, MARKET_COLUMNS, NEWS_COLUMNS
 from tests.serving.conftest import real_bars
 
 HIST = (*NEWS_COLUMNS, *MARKET_COLUMNS)
@@ -20,11 +20,12 @@ L, H = 48, 12
 def event_model():
     """A tiny NHITS reading the news and FOMC columns, fitted 3 steps on real 5-min closes with their (real,
     mostly neutral) event features plus a few planted headlines so the columns vary."""
+    from neuralforecast import NeuralForecast
+
     from models.configs import spec_for
-    from models.events import event_features
+    from models.events.features import event_features
     from models.frames import resample_ohlcv
     from models.nhits import build_nhits
-    from neuralforecast import NeuralForecast
 
     bars = real_bars(6000)
     five = resample_ohlcv(bars.assign(ts=pd.to_datetime(bars.ts, utc=True), volume=bars.volume_base), "5min")
@@ -140,8 +141,8 @@ def test_post_events_folds_a_late_headline_into_the_rows_it_changes_or_refuses_i
     recompute (its older events are gone, as after pruning) is refused with 409 naming it, and changes nothing."""
     from fastapi.testclient import TestClient
 
-    from models.event_spec import FEATURE_COLUMNS
-    from models.events import event_features
+    from models.events.features import event_features
+    from models.events.spec import FEATURE_COLUMNS
     from serving.app import create_app
 
     service = make_service()

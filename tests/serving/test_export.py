@@ -246,10 +246,10 @@ def test_check_windows_flag_post_training_windows_and_keep_them_apart():
     assert len(post) == 3 * 9 and (post.first_target > np.datetime64(train_end)).all()  # ends 96, 92, .., 64
     assert (post.actuals[:, 0] % 1000 > 60).all() and (post.windows[:, -1] % 1000 >= 60).all()  # origin >= train_end
     assert (checks.actuals[~checks.post_training][:, 0] % 1000 <= 60).all()
-    for w, a, s in zip(checks.windows, checks.actuals, checks.series):  # contiguous, of their own series
+    for w, a, s in zip(checks.windows, checks.actuals, checks.series, strict=True):  # contiguous, of their own series
         np.testing.assert_array_equal(np.diff(np.concatenate([w, a])), 1.0)
         assert int(w[0]) // 1000 == int(s[1:])
-    keys = list(zip(checks.series, checks.first_target))
+    keys = list(zip(checks.series, checks.first_target, strict=True))
     assert len(keys) == len(set(keys))  # no window twice
     assert checks.describe() == {"train_end": str(train_end), "post_training_windows": 27,
                                  "in_sample_windows": len(checks) - 27,

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ from tests.serving.conftest import NAME, tiny_onnx
 
 
 def _bar(symbol: str, ts: float | str, price: float, **changes) -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    stamp = ts if isinstance(ts, str) else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    stamp = ts if isinstance(ts, str) else datetime.fromtimestamp(ts, tz=UTC).isoformat()
     return {"symbol": symbol, "ts": stamp, "open": price, "high": price * 1.001, "low": price * 0.999,
             "close": price, "volume": 1.0, **changes}
 
@@ -30,7 +31,7 @@ def test_a_download_killed_half_way_is_downloaded_again(served, tmp_path):
 
     source = ModelSource(str(served.home))
     source.cache = tmp_path / "cache"
-    version = source.client().get_model_version(NAME, served.nhits)
+    version = source.registry.version(NAME, served.nhits)
     folder = source.onnx_dir(NAME, version)
     (folder / "model.onnx").unlink()  # what a kill during MLflow's parallel download leaves behind
     (folder / "export.json").write_text("")
@@ -54,7 +55,7 @@ def test_a_champion_that_cannot_be_loaded_falls_back_to_the_previous_champion(ma
 
     source = ModelSource(str(served.home))
     source.cache = tmp_path / "cache"
-    folder = source.onnx_dir(NAME, source.client().get_model_version(NAME, served.nhits))
+    folder = source.onnx_dir(NAME, source.registry.version(NAME, served.nhits))
     report = json.loads((folder / "export.json").read_text())
     garbage = b"\x08\x07garbage" * 100
     for name in report["files"].values():

@@ -1,0 +1,1 @@
+"""The project's vocabulary, shared by every room (plain Python, no third-party import)."""

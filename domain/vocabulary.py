@@ -1,0 +1,45 @@
+"""tradecast's vocabulary: the one place asset classes, targets, frequencies, baseline and model names, model
+kinds, registry aliases and the registered-model naming rule are defined. Every room imports them from here.
+
+Plain Python with no third-party import: the serving process, the CLI's option lists and the Dagster code
+location all read it at import time."""
+
+from __future__ import annotations
+
+ASSET_CLASSES: tuple[str, ...] = ("equities", "crypto", "fx")
+TARGETS: tuple[str, ...] = ("close", "volatility")  # the price path and per-bar volatility: both first-class
+
+# neuralforecast's frequency of each class's models: crypto trades 24/7 on a regular 5-minute grid; equities and fx
+# have daily bars Monday-Friday only, so 'B' (business day; "30 steps ahead" = 30 trading days, see
+# models.frames.class_freq)
+CLASS_FREQ: dict[str, str] = {"crypto": "5min", "equities": "B", "fx": "B"}
+DAILY_BAR_FREQ = "1d"  # the stored label of daily bars (bars.freq)
+CLASS_BAR_FREQ: dict[str, str] = {"crypto": "5min", "equities": DAILY_BAR_FREQ, "fx": DAILY_BAR_FREQ}
+
+# the naive forecasts every model is judged against (models.baselines), in report order
+BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
+# the field's baselines per target (issue 16): volatility forecasters (models.volatility) and statistical price
+# models (models.statistical, Nixtla's statsforecast); judged on the same windows as NHITS
+VOLATILITY_BASELINES: tuple[str, ...] = ("har", "ewma", "ewma_fitted", "garch")
+PRICE_BASELINES: tuple[str, ...] = ("rw_drift", "auto_ets", "auto_theta", "auto_arima")
+# the neural models of the benchmark comparison (models.benchmark)
+BENCHMARK_MODELS: tuple[str, ...] = ("nhits", "patchtst", "itransformer", "timesnet", "tide")
+
+# what a registered version holds (MLflow tag `model_kind`)
+NHITS_KIND, BASELINE_KIND = "nhits", "baseline"
+
+# registry aliases: the gate moves `champion`; the service's A/B arm is `challenger`, its backup `previous_champion`
+CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"
+SERVED_ALIASES: tuple[str, ...] = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
+
+
+def model_name(asset_class: str, target: str) -> str:
+    """The registered MLflow model of one (asset class, target): ``nhits-<asset_class>-<target>``."""
+    return f"nhits-{asset_class}-{target}"
+
+
+def check_member(kind: str, value: str, allowed: tuple[str, ...] | dict) -> str:
+    """``value`` if it is one of ``allowed``, else a ValueError naming the field and the allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{kind} must be one of {sorted(allowed)} (got {value!r})")
+    return value

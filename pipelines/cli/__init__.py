@@ -1,0 +1,26 @@
+"""The `tradecast` command (`pipelines.cli:main`, or `python -m pipelines.cli`): the click group and its commands.
+
+Each command family is a module of its own that defines plain click commands and shares `pipelines.cli.runner`
+(running a job of the code location); only this group registers them:
+
+- `pipeline`: run, ingest
+- `bench`: bench (the benchmark comparison)
+- `events`: bench-events (the event ablation)
+- `serve`: serve, replay, bench-serve (with `serve_bench`, the serving benchmark)
+"""
+
+from __future__ import annotations
+
+import click
+
+from pipelines.cli import bench, events, pipeline, serve  # modules, so `pipelines.cli.bench` stays the module
+
+
+@click.group()
+def main() -> None:
+    """tradecast: market data, NHITS forecasts and their evaluation, orchestrated by Dagster."""
+
+
+for _command in (pipeline.run, pipeline.ingest, bench.bench, events.bench_events, serve.serve, serve.replay,
+                 serve.bench_serve):
+    main.add_command(_command)

@@ -1,0 +1,127 @@
+"""NHITS training, the MLflow registry and the promotion gate on a real instance, DuckDB file and MLflow
+store (temporary TRADECAST_HOME)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import run_job, warehouse_query
+
+FAST = {"h": 10, "input_size": 60, "n_windows": 3, "log_every_n_steps": 50}
+
+
+def _key(asset_class, target):
+    import dagster as dg
+
+    return dg.MultiPartitionKey({"asset_class": asset_class, "target": target})
+
+
+def _materialize_model(asset_class, target, **config):
+    """nhits_model + champion_model (the promotion gate) on the training frame already in the warehouse."""
+    import dagster as dg
+
+    from assets.champion_model import champion_model
+    from assets.nhits_model import nhits_model
+    from pipelines.definitions import defs
+    from pipelines.instance import ensure_dagster_home
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        return dg.materialize(
+            [nhits_model, champion_model],
+            partition_key=_key(asset_class, target), instance=instance, raise_on_error=False,
+            resources=defs.resources, run_config={"ops": {"nhits_model": {"config": config}}})
+
+
+def decision_of(result) -> dict:
+    """The metadata of the run's `champion_model` materialization: decision, reason, scores, champion_version."""
+    [materialization] = result.asset_materializations_for_node("champion_model")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def _sine_frame(n_series=4, length=700):
+    """Smooth cycles (period 20) that any trained model forecasts far better than the last value."""
+    rng = np.random.default_rng(0)
+    ds = pd.bdate_range("2015-01-01", periods=length)
+    parts = [pd.DataFrame({"unique_id": f"S{i}", "ds": ds,
+                           "y": 10 + 2 * np.sin(2 * np.pi * np.arange(length) / 20 + i) + rng.normal(0, 0.05, length)})
+             for i in range(n_series)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _registry():
+    from resources import ModelRegistry, Settings
+
+    return ModelRegistry(settings=Settings())
+
+
+@pytest.mark.slow
+def test_training_on_a_real_slice_registers_a_challenger_without_look_ahead(home):
+    assert run_job("ingest_job", "crypto", max_rows=6000, assets=["market_bars"]).success
+    result = run_job("train_job", _key("crypto", "volatility"), run_config={
+        "ops": {"nhits_model": {"config": {"max_steps": 5}}}}, raise_on_error=False)
+    assert result.success  # whatever the gate decides
+    assert result.asset_materializations_for_node("nhits_model"), "nhits_model did not materialize"
+    challenger = _registry().alias("nhits-crypto-volatility", "challenger")
+    champion = _registry().alias("nhits-crypto-volatility", "champion")
+    assert challenger is not None and challenger.tags["model_kind"] == "nhits"
+    assert champion is not None  # there is always a champion (a baseline until NHITS passes the gate)
+    evals = warehouse_query("SELECT * FROM model_evaluations WHERE version = ?", [challenger.version])
+    assert set(evals.model) == {"nhits", "naive", "seasonal_naive", "window_mean"}
+    assert np.isfinite(evals[["mse", "mae", "mase"]].to_numpy()).all()
+    frame = warehouse_query("SELECT max(ds) AS last FROM training_frames")
+    assert (evals.test_start > evals.train_end).all() and (evals.train_end < frame["last"][0]).all()
+    meta = result.asset_materializations_for_node("nhits_model")[0].metadata
+    assert "data:image/png;base64," in meta["forecast_plot"].value
+
+
+@pytest.mark.slow
+def test_gate_promotes_a_better_model_refuses_a_worse_one_and_the_champion_reloads_identically(home):
+    from resources import Settings, Warehouse
+    from storage.duck import replace_where
+
+    name = "nhits-fx-close"
+    frame = _sine_frame()
+    with Warehouse(settings=Settings()).transaction() as con:
+        replace_where(con, "training_frames", frame.assign(asset_class="fx", target="close"),
+                      {"asset_class": "fx", "target": "close"})
+
+    good = _materialize_model("fx", "close", max_steps=120, **FAST)
+    registry = _registry()
+    champion = registry.alias(name, "champion")
+    assert champion.tags["model_kind"] == "nhits", \
+        warehouse_query("SELECT reason FROM model_promotions").reason.tolist()
+    assert champion.version == registry.alias(name, "challenger").version
+    assert decision_of(good)["decision"] == "promoted"
+
+    bad = _materialize_model("fx", "close", max_steps=1, **FAST)  # deliberately undertrained
+    assert bad.success  # a refusal is a decision, not a failure
+    assert decision_of(bad)["decision"] == "refused: champion stays"
+    assert decision_of(bad)["champion_version"] == str(champion.version)
+    assert registry.alias(name, "champion").version == champion.version  # unchanged
+    refused = registry.alias(name, "challenger")
+    assert refused.version != champion.version and refused.tags["promotion"] == "refused"
+    decisions = warehouse_query("SELECT decision, version, reason FROM model_promotions ORDER BY decided_at")
+    assert decisions.decision.tolist() == ["bootstrap", "promoted", "refused"]
+    assert f"does not beat champion v{champion.version}" in decisions.reason.iloc[-1]
+
+    assert run_job("forecast_job", _key("fx", "close")).success
+    stored = warehouse_query(
+        "SELECT symbol, ds, step, yhat, model_version, model_kind FROM forecasts ORDER BY symbol, step")
+    assert set(stored.model_version) == {str(champion.version)} and set(stored.model_kind) == {"nhits"}
+    assert len(stored) == 4 * FAST["h"]
+    again = registry.load(name, "champion").predict(frame).sort_values(["unique_id", "step"])
+    np.testing.assert_allclose(again.yhat.to_numpy(), stored.yhat.to_numpy(), rtol=1e-6)
+
+
+def test_model_config_errors_are_clear():
+    from pydantic import ValidationError
+
+    from assets.nhits_model import NHITSConfig
+
+    with pytest.raises(ValidationError, match="h"):
+        NHITSConfig(h=0)
+    with pytest.raises(ValidationError, match="loss"):
+        NHITSConfig(loss="huber")
+    with pytest.raises(ValueError, match="n_freq_downsample"):
+        NHITSConfig(n_pool_kernel_size=[8, 4], n_freq_downsample=[8, 4, 1]).spec("crypto")
