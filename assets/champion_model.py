@@ -1,12 +1,26 @@
 """`champion_model`: the promotion gate and the decision it records. Both outcomes are normal, green runs: a
 challenger that passes moves alias `champion`; a refused one leaves it where it is ("refused: champion stays")."""
 
+from typing import Literal
+
 import dagster as dg
+from pydantic import Field
 
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from assets.nhits_model import nhits_model
 from domain.vocabulary import CHALLENGER, CHAMPION, NHITS_KIND, PREVIOUS_CHAMPION, model_name
 from resources import ModelRegistry, Warehouse
+
+
+class GateConfig(dg.Config):
+    """How the promotion gate judges a challenger (recorded with each decision)."""
+
+    metric_close: Literal["mase", "mae", "mse", "crps"] = Field(
+        "mase", description="loss for the close target (lower is better)")
+    metric_volatility: Literal["qlike", "mse_var", "mase", "mae", "mse", "crps"] = Field(
+        "qlike", description="loss for the volatility target: QLIKE (Patton 2011) by default")
+    alpha: float = Field(0.05, gt=0, lt=1, description="a challenger must beat the best baseline and the champion "
+                                                       "with a one-sided Diebold-Mariano p-value below this")
 
 
 @dg.asset(
@@ -17,38 +31,40 @@ from resources import ModelRegistry, Warehouse
     owners=OWNERS,
     pool=DUCKDB_POOL,
     description=(
-        "The promotion gate, materialized after every `nhits_model`: the challenger replaces the champion only if "
-        "its MASE beats the best naive baseline and the current champion on the same test windows. Promoted: alias "
-        "`champion` of `nhits-<class>-<target>` moves to the challenger (the old champion keeps alias "
-        "`previous_champion`, the forecast service's backup). Refused: the champion stays (a normal outcome, not a "
-        "failure). Each materialization shows the decision, its reason and the scores; every decision is kept in "
-        "DuckDB `model_promotions` and on the version's MLflow tags (`promotion`, `promotion_reason`). The data "
-        "version is the champion's version. Until an NHITS version passes, the best naive baseline is the "
+        "The promotion gate, materialized after every `nhits_model`: the challenger replaces the champion only if, "
+        "on the same rolling-origin test windows (identical series, cutoff and step keys, checked), its loss (QLIKE "
+        "for volatility, MASE for close; `GateConfig`) is lower than the best baseline's (naive, seasonal naive, "
+        "window mean, HAR, EWMA, GARCH, statsforecast) and the current champion's, each with a one-sided "
+        "Diebold-Mariano test (Harvey-Leybourne-Newbold correction) below alpha. Promoted: alias `champion` of "
+        "`nhits-<class>-<target>` moves to the challenger (the old champion keeps alias `previous_champion`, the "
+        "forecast service's backup). Refused or not significantly better: the champion stays (a normal outcome, "
+        "not a failure). Each materialization shows the decision, its reason, the p-values and every model's "
+        "score; every decision is kept in DuckDB `model_promotions` and on the version's MLflow tags. The data "
+        "version is the champion's version. Until an NHITS version passes, the best servable baseline is the "
         "registered champion (model_kind=baseline), the report's fallback forecaster."),
 )
-def champion_model(context: dg.AssetExecutionContext, warehouse: Warehouse,
+def champion_model(context: dg.AssetExecutionContext, config: GateConfig, warehouse: Warehouse,
                    registry: ModelRegistry) -> dg.MaterializeResult:
-    import pandas as pd
-
     from models.plots import plot_evaluation
-    from models.promotion import champion_mase, decide, rescore
-    from storage.queries import evaluation_of, model_input, record_decision
+    from models.promotion import GateRule, decide, rescore, scores, windows_of
+    from storage.queries import evaluation_forecasts_of, evaluation_of, model_input, record_decision, version_train_end
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
+    rule = GateRule.for_target(target, close=config.metric_close, volatility=config.metric_volatility,
+                               alpha=config.alpha)
     challenger = registry.alias(name, CHALLENGER)
     if challenger is None:
         raise ValueError(f"{name} has no challenger: materialize nhits_model first")
-    evaluation = evaluation_of(warehouse.query, name, challenger.version)
+    windows = windows_of(evaluation_of(warehouse.query, name, challenger.version))
+    points, scale = evaluation_forecasts_of(warehouse.query, name, challenger.version)
     champion = registry.alias(name, CHAMPION)
-    score = None
-    if champion is not None and champion.version != challenger.version:
-        def rescore_champion(windows):  # an NHITS champion forecasts the challenger's windows (its features too)
-            model = registry.load(name, champion.version)
-            return rescore(model.nf, model_input(warehouse.query, asset_class, target, model).history, windows)
-
-        score = champion_mase(champion, evaluation, rescore_champion)
-    d = decide(challenger.version, evaluation, champion, score)
+    champion_points, trained_until = None, None
+    if champion is not None and champion.version != challenger.version and not champion.is_baseline:
+        trained_until = version_train_end(warehouse.query, name, champion.version)
+        model = registry.load(name, champion.version)  # it forecasts the challenger's windows (its features too)
+        champion_points = rescore(model.nf, model_input(warehouse.query, asset_class, target, model).history, windows)
+    d = decide(challenger.version, points, scale, windows, rule, champion, champion_points, trained_until)
     if d.passed:
         registry.set_alias(name, CHAMPION, d.version)
         if d.champion_version and d.champion_version != d.version:
@@ -57,19 +73,30 @@ def champion_model(context: dg.AssetExecutionContext, warehouse: Warehouse,
     else:  # the alias is not touched: a refused challenger never becomes champion
         champion_version, kind = d.champion_version or "none", d.champion_kind
     with warehouse.transaction() as con:
-        record_decision(con, d, name=name, asset_class=asset_class, target=target,
-                        verdict=d.verdict, kind=NHITS_KIND, run_id=context.run_id)
-    registry.tag(name, d.version, {"promotion": d.verdict, "promotion_reason": d.reason})
-    scores = evaluation[["model", "mase"]]
-    if score is not None:  # the champion on the same windows, beside the challenger and the baselines
-        scores = pd.concat([scores, pd.DataFrame([{"model": f"champion v{d.champion_version}", "mase": score}])])
-    plot = plot_evaluation(scores, metric="mase", title=f"{name}: MASE on v{d.version}'s test windows")
+        record_decision(con, d, name=name, asset_class=asset_class, target=target, verdict=d.verdict,
+                        kind=NHITS_KIND, run_id=context.run_id)
+    p_champion = "" if d.p_value_champion is None else f"{d.p_value_champion:.4g}"
+    registry.tag(name, d.version, {"promotion": d.verdict, "promotion_reason": d.reason, "gate_metric": d.metric,
+                                   "p_value_baseline": f"{d.p_value_baseline:.4g}", "p_value_champion": p_champion})
+    table = scores(points, rule.metric, scale).rename(rule.metric).to_frame()
+    if champion_points is not None:
+        table.loc[f"champion v{d.champion_version}"] = float(scores(champion_points, rule.metric, scale).iloc[0])
+    table = table.reset_index(names="model").sort_values(rule.metric)
+    plot = plot_evaluation(table, metric=rule.metric, title=f"{name}: {rule.label} on v{d.version}'s test windows")
     context.log.info(f"{name} challenger v{d.version}: {d.headline} (champion v{champion_version}): {d.reason}")
     return dg.MaterializeResult(data_version=dg.DataVersion(str(champion_version)), metadata={
         "decision": d.headline, "reason": d.reason, "champion_version": str(champion_version), "model_kind": kind or "",
-        "challenger_version": d.version, "challenger_mase": dg.MetadataValue.float(d.challenger_mase),
-        "best_baseline": d.best_baseline, "best_baseline_mase": dg.MetadataValue.float(d.best_baseline_mase),
+        "metric": rule.label, "alpha": dg.MetadataValue.float(rule.alpha),
+        "challenger_version": d.version, "challenger_score": dg.MetadataValue.float(d.challenger_score),
+        "challenger_mase": dg.MetadataValue.float(d.challenger_mase),
+        "best_baseline": d.best_baseline, "best_baseline_score": dg.MetadataValue.float(d.best_baseline_score),
+        "best_baseline_mase": dg.MetadataValue.float(d.best_baseline_mase),
+        "p_value_vs_best_baseline": dg.MetadataValue.float(d.p_value_baseline),
         "challenged_champion": d.champion_version or "",
         "challenged_champion_mase": dg.MetadataValue.float(
             float("nan") if d.champion_mase is None else d.champion_mase),
+        "p_value_vs_champion": dg.MetadataValue.float(
+            float("nan") if d.p_value_champion is None else d.p_value_champion),
+        "windows": dg.MetadataValue.int(d.n_windows), "points": dg.MetadataValue.int(d.n_points),
+        "scores": dg.MetadataValue.md(table.round(5).to_markdown(index=False)),
         "scores_plot": png_markdown(plot, f"{name} gate scores")})

@@ -82,8 +82,18 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
         "features": "none"}
     context.log.info(f"training {name}: {frame.unique_id.nunique()} series, {spec.max_steps} steps, loss {spec.loss}, "
                      f"exogenous features: {features}")
+    # the field's baselines are judged on the same windows; GARCH reads the returns of the class's close frame
+    close = None
+    if target == "volatility":
+        close = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND target = "
+                                "'close' ORDER BY unique_id, ds", [asset_class])
+        if close.empty:
+            close = None
+            context.log.warning(f"training_frames[{asset_class}|close] is empty: GARCH (on close returns) is not "
+                                "judged in this run; materialize the close partition first")
     result = train_and_evaluate(frame, spec, accelerator=config.accelerator, log_every_n_steps=config.log_every_n_steps,
-                                log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"))
+                                log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"),
+                                target=target, close=close)
     table = result.evaluation
     nhits = table.set_index("model").loc["nhits"]
     symbols = sorted(frame.unique_id.unique())[:3]
@@ -117,15 +127,16 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
 
 def _bootstrap_champion(context, warehouse: Warehouse, registry: ModelRegistry, name: str, asset_class: str,
                         target: str, result) -> None:
-    """Register the best baseline of the first evaluation as a version, give it alias `champion`, record why."""
+    """Register the best servable baseline of the first evaluation (by the gate's loss for the target) as a version,
+    give it alias `champion`, record why."""
     import dataclasses
 
-    from models.promotion import BOOTSTRAP, bootstrap_champion
+    from models.promotion import BOOTSTRAP, GateRule, bootstrap_champion
     from storage.queries import record_decision
 
     spec = result.spec
-    chosen = bootstrap_champion(result.evaluation, h=spec.h, input_size=spec.input_size,
-                                season_length=spec.season_length, freq=result.freq)
+    chosen = bootstrap_champion(result.predictions, result.scale, GateRule.for_target(target), h=spec.h,
+                                input_size=spec.input_size, season_length=spec.season_length, freq=result.freq)
     version = registry.log_version(
         name, kind=BASELINE_KIND, baseline=chosen.params, evaluation=result.evaluation, params=chosen.params,
         metrics=chosen.metrics, tags={"asset_class": asset_class, "target": target, "baseline": chosen.name},

@@ -18,10 +18,10 @@ CLASS_BAR_FREQ: dict[str, str] = {"crypto": "5min", "equities": DAILY_BAR_FREQ, 
 
 # the naive forecasts every model is judged against (models.baselines), in report order
 BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
-# the field's baselines per target (issue 16): volatility forecasters (models.volatility) and statistical price
-# models (models.statistical, Nixtla's statsforecast); judged on the same windows as NHITS
+# the field's baselines per target, judged on the same windows as NHITS: volatility forecasters (models.volatility:
+# HAR, EWMA, GARCH) and the random walk with drift for prices (models.random_walk)
 VOLATILITY_BASELINES: tuple[str, ...] = ("har", "ewma", "ewma_fitted", "garch")
-PRICE_BASELINES: tuple[str, ...] = ("rw_drift", "auto_ets", "auto_theta", "auto_arima")
+PRICE_BASELINES: tuple[str, ...] = ("rw_drift",)
 # the neural models of the benchmark comparison (models.benchmark)
 BENCHMARK_MODELS: tuple[str, ...] = ("nhits", "patchtst", "itransformer", "timesnet", "tide")
 

@@ -166,7 +166,7 @@ HFT = NHITSSpec(
     val_check_steps=100,
     early_stop_patience_steps=5,
     val_size=288,
-    n_windows=12,
+    n_windows=72,  # hourly origins over the last 3 days of 5-minute bars: enough windows for a DM test
 )
 
 DAILY = NHITSSpec(
@@ -183,7 +183,8 @@ DAILY = NHITSSpec(
     val_check_steps=100,
     early_stop_patience_steps=5,
     val_size=30,
-    n_windows=4,
+    n_windows=48,  # weekly origins (step 5 bars) over the last year of daily bars: enough windows for a DM test
+    step_size=5,
 )
 
 # The quick profile: same architecture and data windows, a small step budget,

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINES
+from domain.vocabulary import BASELINES, PRICE_BASELINES, VOLATILITY_BASELINES
 from models.baselines import baseline_forecasts
 from models.configs import NHITSSpec
-from models.metrics import naive_scale, score_predictions
+from models.metrics import naive_scale
 from models.nf_frames import exog_of, model_columns, tidy_nf_output
 from models.nhits import LogFn
 
@@ -64,6 +64,7 @@ class TrainResult:
     dropped_series: tuple[str, ...] = ()
     train_loss: float | None = None  # last logged training loss
     val_loss: float | None = None  # last validation loss (None without val_size)
+    scale: pd.Series | None = None  # per-series MASE scale: naive MAE of the training part
 
 
 def time_split(frame: pd.DataFrame, *, h: int, n_windows: int, step_size: int | None = None) -> Split:
@@ -136,24 +137,59 @@ def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS") -> pd
     return out[PRED_COLUMNS]
 
 
-def baseline_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpec) -> pd.DataFrame:
-    """Baseline predictions on the same ``(unique_id, cutoff, step)`` as ``windows``."""
-    fc = baseline_forecasts(split.full, windows[["unique_id", "cutoff"]], h=spec.h,
-                            input_size=spec.input_size, season_length=spec.season_length)
+def _long(windows: pd.DataFrame, fc: pd.DataFrame, names) -> pd.DataFrame:
+    """Wide forecasts ``fc`` (``unique_id, cutoff, step, <model>...``) on the keys of ``windows``, long."""
     keys = windows[["unique_id", "cutoff", "ds", "step", "y"]]
     merged = keys.merge(fc, on=["unique_id", "cutoff", "step"], how="left", validate="one_to_one")
-    long = merged.melt(id_vars=["unique_id", "cutoff", "ds", "step", "y"], value_vars=list(BASELINES),
+    long = merged.melt(id_vars=["unique_id", "cutoff", "ds", "step", "y"], value_vars=list(names),
                        var_name="model", value_name="yhat")
     long["lo"] = np.nan
     long["hi"] = np.nan
     return long[PRED_COLUMNS]
 
 
-def evaluate(nf: Any, split: Split, spec: NHITSSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(evaluation table, long predictions)`` of a fitted ``nf`` and the baselines on ``split``."""
+def baseline_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpec) -> pd.DataFrame:
+    """Naive baseline predictions on the same ``(unique_id, cutoff, step)`` as ``windows``."""
+    fc = baseline_forecasts(split.full, windows[["unique_id", "cutoff"]], h=spec.h,
+                            input_size=spec.input_size, season_length=spec.season_length)
+    return _long(windows, fc, BASELINES)
+
+
+def field_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpec, freq: str, target: str | None,
+                             close: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The field's baselines for ``target`` on the same ``(unique_id, cutoff, step)`` as ``windows``, fitted on
+    the training part only: HAR, EWMA (RiskMetrics and fitted), GARCH(1,1) for volatility (`models.volatility`;
+    GARCH reads the ``close`` frame's returns, skipped without it), the random walk with drift for close
+    (`models.random_walk`). None for another target."""
+    if target == "volatility":
+        from models.volatility import volatility_forecasts
+
+        names = VOLATILITY_BASELINES if close is not None else tuple(m for m in VOLATILITY_BASELINES if m != "garch")
+        closes = None if close is None else close[close["unique_id"].isin(split.full["unique_id"].unique())]
+        fc = volatility_forecasts(split.full, windows[["unique_id", "cutoff"]].drop_duplicates(), h=spec.h,
+                                  freq=freq, train_end=split.train_end, close=closes, models=names)
+    elif target == "close":
+        from models.random_walk import price_forecasts
+
+        names = PRICE_BASELINES
+        fc = price_forecasts(split.full, windows[["unique_id", "cutoff"]].drop_duplicates(), h=spec.h)
+    else:
+        return pd.DataFrame(columns=PRED_COLUMNS)
+    return _long(windows, fc, names)
+
+
+def evaluate(nf: Any, split: Split, spec: NHITSSpec, *, freq: str | None = None, target: str | None = None,
+             close: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(evaluation table, long predictions)`` of a fitted ``nf``, the naive baselines and (with ``target``) the
+    field's baselines, all on the windows of ``split``."""
+    from models.scores import score_table
+
     nhits = nhits_window_predictions(nf, split, spec)
-    preds = pd.concat([nhits, baseline_window_predictions(split, nhits, spec)], ignore_index=True)
-    table = score_predictions(preds, naive_scale(split.train, seasonality=1))
+    parts = [nhits, baseline_window_predictions(split, nhits, spec)]
+    if target is not None:
+        parts.append(field_window_predictions(split, nhits, spec, freq or spec.freq, target, close))
+    preds = pd.concat(parts, ignore_index=True)
+    table = score_table(preds, naive_scale(split.train, seasonality=1), target=target)
     return table, preds
 
 
@@ -173,8 +209,10 @@ def fit_nhits(train: pd.DataFrame, spec: NHITSSpec, freq: str, *, accelerator: s
 
 def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str = "auto",
                        log_fn: LogFn | None = None, freq: str | None = None,
-                       log_every_n_steps: int = 50) -> TrainResult:
-    """Split ``frame`` by time, fit NHITS on the training part, evaluate it and the baselines.
+                       log_every_n_steps: int = 50, target: str | None = None,
+                       close: pd.DataFrame | None = None) -> TrainResult:
+    """Split ``frame`` by time, fit NHITS on the training part, evaluate it and the baselines (with ``target``:
+    also the field's baselines for it; ``close``: the close frame of the same series, for GARCH on returns).
 
     ``freq`` defaults to ``frame.attrs['freq']`` (set by ``to_training_frame``),
     then ``spec.freq``.
@@ -185,13 +223,13 @@ def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str
     nf = fit_nhits(split.train, spec, freq, accelerator=accelerator, log_fn=log_fn,
                    log_every_n_steps=log_every_n_steps)
     train_seconds = time.perf_counter() - start
-    table, preds = evaluate(nf, split, spec)
+    table, preds = evaluate(nf, split, spec, freq=freq, target=target, close=close)
     model = nf.models[0]
     train_traj, val_traj = getattr(model, "train_trajectories", []), getattr(model, "valid_trajectories", [])
     return TrainResult(
         nf=nf, evaluation=table, predictions=preds, train_end=split.train_end, test_start=split.test_start,
         train_seconds=train_seconds, eval_seconds=time.perf_counter() - start - train_seconds,
-        spec=spec, freq=freq, dropped_series=split.dropped_series,
+        spec=spec, freq=freq, dropped_series=split.dropped_series, scale=naive_scale(split.train, seasonality=1),
         train_loss=float(train_traj[-1][1]) if train_traj else None,
         val_loss=float(val_traj[-1][1]) if val_traj else None,
     )

@@ -1,21 +1,27 @@
-"""The promotion gate, plain and typed: a challenger replaces the champion only if, on the same test windows, its
-MASE beats the best naive baseline's and the champion's. Works on evaluation tables (`model_evaluations` rows: one
-per model, nhits and the baselines, scored on the challenger's windows) and on the champion as the registry
-describes it; `champion_model` reads them, calls `decide` and records the decision.
+"""The promotion gate, plain and typed. A challenger replaces the champion only if, on the SAME rolling-origin
+windows (identical ``(unique_id, cutoff, step)`` keys and actuals), its loss is lower than the best baseline's and
+the champion's AND a Diebold-Mariano test (Harvey-Leybourne-Newbold correction, `models.significance`) says so with
+p below ``alpha``. The loss is the target's (`GateRule`: QLIKE for volatility, MASE for close by default).
 
-Until an NHITS version passes, the best baseline holds the alias (`bootstrap_champion`)."""
+It works on per-point forecasts (`evaluation_forecasts` rows: the challenger ``nhits`` and every baseline, scored
+on the challenger's windows) and on the champion as the registry describes it (`Version`); `champion_model` reads
+them, calls `decide` and records the decision. Until an NHITS version passes, the best servable baseline holds the
+alias (`bootstrap_champion`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINE_KIND, BASELINES, NHITS_KIND
+from domain.vocabulary import BASELINE_KIND, BASELINES, NHITS_KIND, PRICE_BASELINES, VOLATILITY_BASELINES
 
 PROMOTED, REFUSED, BOOTSTRAP = "promoted", "refused", "bootstrap"  # model_promotions.decision
+ALL_BASELINES = (*BASELINES, *VOLATILITY_BASELINES, *PRICE_BASELINES)
+SERVABLE_BASELINES = BASELINES  # those the forecast service runs (ONNX graphs: serving.graph.BaselineGraph)
+METRIC_NAMES = {"mase": "MASE", "qlike": "QLIKE", "mae": "MAE", "mse": "MSE", "mse_var": "MSE(var)", "crps": "CRPS"}
 
 
 class Version(Protocol):
@@ -24,6 +30,22 @@ class Version(Protocol):
     version: str
     kind: str
     baseline: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GateRule:
+    """How the gate judges: the loss (lower is better) and the significance level of the DM tests."""
+
+    metric: str = "mase"
+    alpha: float = 0.05
+
+    @classmethod
+    def for_target(cls, target: str, *, close: str = "mase", volatility: str = "qlike", alpha: float = 0.05):
+        return cls(metric=volatility if target == "volatility" else close, alpha=alpha)
+
+    @property
+    def label(self) -> str:
+        return METRIC_NAMES.get(self.metric, self.metric)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +70,16 @@ class Decision:
     champion_mase: float | None
     best_baseline: str
     best_baseline_mase: float
+    metric: str = "mase"
+    alpha: float = 0.05
+    challenger_score: float = float("nan")
+    best_baseline_score: float = float("nan")
+    champion_score: float | None = None
+    p_value_baseline: float | None = None
+    p_value_champion: float | None = None
+    n_windows: int = 0
+    n_points: int = 0
+    not_significant: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def verdict(self) -> str:
@@ -57,7 +89,18 @@ class Decision:
     @property
     def headline(self) -> str:
         """The verdict as the asset page and `tradecast run` say it: a refusal is a normal outcome."""
-        return "promoted" if self.passed else "refused: champion stays"
+        if self.passed:
+            return "promoted"
+        if self.not_significant:
+            p = max(v for v in (self.p_value_baseline, self.p_value_champion) if v is not None)
+            return f"not significantly better (p = {p:.3g}): champion stays"
+        return "refused: champion stays"
+
+    def record(self) -> dict[str, Any]:
+        """The `model_promotions` columns."""
+        row = dataclasses.asdict(self)
+        row.pop("not_significant")
+        return row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,77 +113,124 @@ class BaselineChampion:
     decision: Decision
 
 
-def _scores(evaluation: pd.DataFrame) -> pd.DataFrame:
-    table = evaluation.set_index("model")
-    missing = [m for m in (NHITS_KIND, *BASELINES) if m not in table.index]
-    if missing:
-        raise ValueError(f"the evaluation lacks model(s) {missing}: it has {sorted(table.index)}")
-    return table
-
-
-def best_baseline(evaluation: pd.DataFrame) -> tuple[str, float]:
-    """The baseline with the lowest MASE on the evaluation's windows (a NaN score never wins)."""
-    mase = _scores(evaluation).loc[list(BASELINES), "mase"].astype(float)
-    if mase.isna().all():
-        raise ValueError("every baseline's MASE is NaN on these windows: nothing to judge against")
-    best = mase.idxmin()
-    return str(best), float(mase[best])
-
-
 def windows_of(evaluation: pd.DataFrame) -> Windows:
     """The windows the evaluation rows were scored on."""
     first = evaluation.iloc[0]
     return Windows(h=int(first.h), n_windows=int(first.n_windows), step=int(first.step))
 
 
-def champion_mase(champion: Version, evaluation: pd.DataFrame, rescore: Callable[[Windows], float]) -> float:
-    """The champion's MASE on the challenger's windows: a baseline champion's score is in the evaluation already
-    (same windows, same scale); an NHITS champion is scored by ``rescore`` (it forecasts those windows)."""
-    if champion.kind == BASELINE_KIND:
-        if champion.baseline not in BASELINES:
-            raise ValueError(f"champion v{champion.version} is a baseline without a known name ({champion.baseline!r})")
-        return float(_scores(evaluation).loc[champion.baseline, "mase"])
-    return float(rescore(windows_of(evaluation)))
+def scores(points: pd.DataFrame, metric: str, scale: pd.Series) -> pd.Series:
+    """Mean ``metric`` per model of a long per-point frame (``model, unique_id, cutoff, step, y, yhat``)."""
+    from models.losses import mean_loss, point_losses
+
+    return pd.Series({m: mean_loss(point_losses(p, metric, scale)) for m, p in points.groupby("model", sort=False)})
 
 
-def rescore(nf: Any, frame: pd.DataFrame, windows: Windows) -> float:
-    """MASE of a stored NHITS (``nf``) on ``windows`` of ``frame`` (scaled by the naive MAE of the training part,
-    as the challenger's evaluation is)."""
+def best_baseline(points: pd.DataFrame, metric: str, scale: pd.Series,
+                  candidates: tuple[str, ...] = ALL_BASELINES) -> tuple[str, float]:
+    """The baseline with the lowest mean loss on these windows (a NaN score never wins)."""
+    found = scores(points[points["model"].isin(candidates)], metric, scale).dropna()
+    if found.empty:
+        raise ValueError(f"no baseline of {list(candidates)} has a finite {metric} on these windows")
+    best = found.idxmin()
+    return str(best), float(found[best])
+
+
+def _mase(points: pd.DataFrame, scale: pd.Series) -> float:
+    return float(scores(points, "mase", scale).iloc[0])
+
+
+def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, windows: Windows, rule: GateRule,
+           champion: Version | None = None, champion_points: pd.DataFrame | None = None,
+           champion_trained_until: pd.Timestamp | None = None) -> Decision:
+    """The verdict on a challenger from its per-point forecasts and those of every baseline (``points``, model
+    ``nhits`` and the baseline names) and, for an NHITS champion, the champion's on the same windows
+    (``champion_points``; a baseline champion's are in ``points`` already). Promoted only when the challenger's
+    loss is lower than the best baseline's and the champion's, each with a one-sided DM p-value below ``alpha``.
+    A comparison that cannot be made on identical windows is a refusal that says why."""
+    from models.significance import WindowMismatch, dm_on_windows
+
+    challenger = points[points["model"] == NHITS_KIND]
+    if challenger.empty:
+        raise ValueError(f"no nhits forecasts for v{challenger_version}: the evaluation lacks the challenger")
+    score = float(scores(challenger, rule.metric, scale).iloc[0])
+    best, best_score = best_baseline(points, rule.metric, scale)
+    label = rule.label
+    base = dict(version=str(challenger_version), challenger_mase=_mase(challenger, scale),
+                best_baseline=best, best_baseline_mase=_mase(points[points["model"] == best], scale),
+                metric=rule.metric, alpha=rule.alpha, challenger_score=score, best_baseline_score=best_score,
+                champion_version=None if champion is None else str(champion.version),
+                champion_kind=None if champion is None else champion.kind, champion_mase=None)
+
+    def dm(other: pd.DataFrame):
+        return dm_on_windows(challenger, other, metric=rule.metric, h=windows.h, step=windows.step, scale=scale)
+
+    vs_base = dm(points[points["model"] == best])
+    base.update(p_value_baseline=vs_base.p_value, n_windows=vs_base.n_windows, n_points=vs_base.n_points)
+    failures, weak = [], []
+    if not score < best_score:
+        failures.append(f"{label} {score:.4g} does not beat baseline '{best}' ({best_score:.4g})")
+    elif not vs_base.p_value < rule.alpha:
+        weak.append(f"not significantly better than baseline '{best}' ({label} {score:.4g} vs {best_score:.4g}, "
+                    f"DM p = {vs_base.p_value:.3g} >= {rule.alpha})")
+    won = [f"baseline '{best}' ({best_score:.4g}, p = {vs_base.p_value:.3g})"]
+    if champion is not None and str(champion.version) != str(challenger_version):
+        if champion.kind == BASELINE_KIND:
+            champion_points = points[points["model"] == champion.baseline]
+        first_cutoff = pd.Timestamp(challenger["cutoff"].min())
+        if champion_trained_until is not None and pd.Timestamp(champion_trained_until) > first_cutoff:
+            failures.append(f"cannot compare with champion v{champion.version} on these windows: it was trained on "
+                            f"data up to {champion_trained_until}, after the first test cutoff {first_cutoff} (it "
+                            "would be scored on its own training data)")
+        elif champion_points is None or champion_points.empty:
+            failures.append(f"champion v{champion.version} has no forecasts on these windows")
+        else:
+            try:
+                vs_champ = dm(champion_points.assign(model="champion"))
+            except WindowMismatch as exc:
+                failures.append(f"cannot compare with champion v{champion.version} on the same windows: {exc}")
+            else:
+                champ_score = float(scores(champion_points, rule.metric, scale).iloc[0])
+                base.update(champion_score=champ_score, p_value_champion=vs_champ.p_value,
+                            champion_mase=_mase(champion_points, scale))
+                if not score < champ_score:
+                    failures.append(f"{label} {score:.4g} does not beat champion v{champion.version} "
+                                    f"({champ_score:.4g})")
+                elif not vs_champ.p_value < rule.alpha:
+                    weak.append(f"not significantly better than champion v{champion.version} ({label} "
+                                f"{score:.4g} vs {champ_score:.4g}, DM p = {vs_champ.p_value:.3g} >= {rule.alpha})")
+                won.append(f"champion v{champion.version} ({champ_score:.4g}, p = {vs_champ.p_value:.3g})")
+    where = f" on {base['n_windows']} windows ({base['n_points']} points)"
+    reason = "; ".join(failures + weak) + where if failures or weak else (
+        f"{label} {score:.4g} beats " + " and ".join(won) + where)
+    return Decision(passed=not failures and not weak, reason=reason, not_significant=bool(weak and not failures),
+                    **base)
+
+
+def rescore(nf: Any, frame: pd.DataFrame, windows: Windows) -> pd.DataFrame:
+    """A stored NHITS's (``nf``) per-point forecasts on ``windows`` of ``frame`` (``unique_id, cutoff, ds, step, y,
+    yhat, lo, hi``): the champion on the challenger's windows."""
     from models.evaluation import loaded_window_predictions, time_split
-    from models.metrics import naive_scale, score_predictions
 
     split = time_split(frame, h=windows.h, n_windows=windows.n_windows, step_size=windows.step)
     preds = loaded_window_predictions(nf, split)
-    return float(score_predictions(preds, naive_scale(split.train, seasonality=1)).mase.iloc[0])
+    return preds[preds["step"] <= windows.h]
 
 
-def decide(challenger_version: str, evaluation: pd.DataFrame, champion: Version | None,
-           champion_score: float | None) -> Decision:
-    """The verdict on a challenger from its evaluation rows and the champion's score on the same windows (None:
-    no champion, or the challenger is the champion). Passing needs a MASE strictly below the best baseline's and
-    the champion's; a NaN score on either side never passes."""
-    table = _scores(evaluation)
-    mase = float(table.loc[NHITS_KIND, "mase"])
-    best, best_mase = best_baseline(evaluation)
-    failures = []
-    if not mase < best_mase:  # NaN on either side: not better
-        failures.append(f"MASE {mase:.4f} does not beat baseline '{best}' ({best_mase:.4f})")
-    if champion_score is not None and not mase < champion_score:
-        failures.append(f"MASE {mase:.4f} does not beat champion v{champion.version} ({champion_score:.4f})")
-    reason = "; ".join(failures) or (f"MASE {mase:.4f} beats baseline '{best}' ({best_mase:.4f})"
-                                      + (f" and champion v{champion.version} ({champion_score:.4f})"
-                                         if champion_score is not None else ""))
-    return Decision(not failures, reason, str(challenger_version), mase,
-                    str(champion.version) if champion else None, champion.kind if champion else None,
-                    champion_score, best, best_mase)
-
-
-def bootstrap_champion(evaluation: pd.DataFrame, *, h: int, input_size: int, season_length: int,
-                       freq: str) -> BaselineChampion:
-    """The best baseline on the first challenger's windows, as the champion to register while there is none."""
-    best, best_mase = best_baseline(evaluation)
-    row = _scores(evaluation).loc[best]
+def bootstrap_champion(points: pd.DataFrame, scale: pd.Series, rule: GateRule, *, h: int, input_size: int,
+                       season_length: int, freq: str) -> BaselineChampion:
+    """The best servable baseline on the first challenger's windows (by the gate's loss), as the champion to
+    register while there is none. The field's baselines (HAR, EWMA, GARCH, random walk with drift) are judged,
+    not served."""
+    best, best_score = best_baseline(points, rule.metric, scale, SERVABLE_BASELINES)
+    mine = points[points["model"] == best]
     params = {"name": best, "h": h, "input_size": input_size, "season_length": season_length, "freq": freq}
-    reason = f"no champion yet: baseline '{best}' (MASE {best_mase:.4f}) holds the alias"
-    decision = Decision(True, reason, "", best_mase, None, None, None, best, best_mase)
-    return BaselineChampion(best, params, {m: float(row[m]) for m in ("mase", "mae", "mse")}, decision)
+    reason = (f"no champion yet: baseline '{best}' ({rule.label} {best_score:.4g}) holds the alias (the best "
+              f"servable baseline)")
+    metrics = {m: float(scores(mine, m, scale).iloc[0]) for m in ("mase", "mae", "mse")}
+    decision = Decision(True, reason, "", metrics["mase"], None, None, None, best, metrics["mase"],
+                        metric=rule.metric, alpha=rule.alpha, challenger_score=best_score,
+                        best_baseline_score=best_score, n_windows=int(mine["cutoff"].nunique()),
+                        n_points=int(np.isfinite(mine["yhat"].to_numpy(float)).sum()))
+    return BaselineChampion(best, params, metrics, decision)
+

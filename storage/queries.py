@@ -77,20 +77,37 @@ def version_train_end(query: Query, name: str, version: str | int) -> pd.Timesta
 
 
 def record_evaluation(con, name: str, version: str, asset_class: str, target: str, result, run_id: str) -> int:
-    """The evaluation table of a training ``result`` (`models.evaluation.TrainResult`) as `model_evaluations` rows."""
+    """The evaluation of a training ``result`` (`models.evaluation.TrainResult`): its table as `model_evaluations`
+    rows, and every scored model's per-point forecasts (challenger and baselines, same windows, with the series'
+    MASE scale) as `evaluation_forecasts` rows, so any later test can run from the warehouse."""
+    now = pd.Timestamp.now(tz="UTC")
     rows = result.evaluation.assign(
         model_name=name, version=version, asset_class=asset_class, target=target, h=result.spec.h,
         step=result.spec.step, train_end=result.train_end, test_start=result.test_start, run_id=run_id,
-        evaluated_at=pd.Timestamp.now(tz="UTC"))
-    return insert_frame(con, "model_evaluations", rows)
+        evaluated_at=now)
+    points = result.predictions.assign(
+        model_name=name, version=version, asset_class=asset_class, target=target, run_id=run_id,
+        scale=result.predictions["unique_id"].map(result.scale) if result.scale is not None else float("nan"))
+    return insert_frame(con, "model_evaluations", rows) + insert_frame(con, "evaluation_forecasts", points)
+
+
+def evaluation_forecasts_of(query: Query, name: str, version: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The per-point forecasts a version was evaluated on (every scored model) and the per-series MASE scale."""
+    points = query("SELECT model, unique_id, cutoff, ds, step, y, yhat, lo, hi, scale FROM evaluation_forecasts "
+                   "WHERE model_name = ? AND version = ? ORDER BY model, unique_id, cutoff, step", [name, str(version)])
+    if points.empty:
+        raise ValueError(f"{name} v{version} has no evaluation_forecasts rows: it was evaluated before per-point "
+                         "forecasts were stored; train it again (materialize nhits_model)")
+    scale = points.groupby("unique_id")["scale"].first()
+    return points.drop(columns="scale"), scale
 
 
 def record_decision(con, decision, *, name: str, asset_class: str, target: str, verdict: str, kind: str,
                     run_id: str) -> int:
     """One `model_promotions` row for a gate ``decision`` (`models.promotion.Decision`)."""
-    row = pd.DataFrame([{**dataclasses.asdict(decision), "decided_at": pd.Timestamp.now(tz="UTC"),
-                         "model_name": name, "asset_class": asset_class, "target": target, "model_kind": kind,
-                         "decision": verdict, "run_id": run_id}])
+    row = pd.DataFrame([{**decision.record(), "decided_at": pd.Timestamp.now(tz="UTC"), "model_name": name,
+                         "asset_class": asset_class, "target": target, "model_kind": kind, "decision": verdict,
+                         "run_id": run_id}])
     return insert_frame(con, "model_promotions", row)
 
 

@@ -42,6 +42,26 @@ CREATE TABLE IF NOT EXISTS model_promotions (
     target VARCHAR NOT NULL, version VARCHAR NOT NULL, model_kind VARCHAR NOT NULL, decision VARCHAR NOT NULL,
     reason VARCHAR NOT NULL, challenger_mase DOUBLE, champion_version VARCHAR, champion_mase DOUBLE,
     best_baseline VARCHAR, best_baseline_mase DOUBLE, run_id VARCHAR);
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS qlike DOUBLE;
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS mse_var DOUBLE;
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS crps DOUBLE;
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS interval_width DOUBLE;
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS n_points BIGINT;
+ALTER TABLE model_evaluations ADD COLUMN IF NOT EXISTS model_family VARCHAR;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS metric VARCHAR;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS alpha DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS challenger_score DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS best_baseline_score DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS champion_score DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS p_value_baseline DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS p_value_champion DOUBLE;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS n_windows BIGINT;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS n_points BIGINT;
+CREATE TABLE IF NOT EXISTS evaluation_forecasts (
+    model_name VARCHAR NOT NULL, version VARCHAR NOT NULL, asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL,
+    model VARCHAR NOT NULL, unique_id VARCHAR NOT NULL, cutoff TIMESTAMP NOT NULL, step INTEGER NOT NULL,
+    ds TIMESTAMP NOT NULL, y DOUBLE, yhat DOUBLE, lo DOUBLE, hi DOUBLE, scale DOUBLE, run_id VARCHAR,
+    PRIMARY KEY (model_name, version, model, unique_id, cutoff, step));
 CREATE TABLE IF NOT EXISTS forecasts (
     asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, symbol VARCHAR NOT NULL, ds TIMESTAMP NOT NULL,
     step INTEGER NOT NULL, yhat DOUBLE, lo DOUBLE, hi DOUBLE, model_name VARCHAR NOT NULL,
@@ -92,10 +112,13 @@ COLUMNS = {
     "training_frames": ["asset_class", "target", "unique_id", "ds", "y"],
     "model_evaluations": ["model_name", "version", "asset_class", "target", "model", "mse", "mae", "mase",
                           "coverage_80", "n_windows", "n_series", "h", "step", "train_end", "test_start", "run_id",
-                          "evaluated_at"],
+                          "evaluated_at", "qlike", "mse_var", "crps", "interval_width", "n_points", "model_family"],
+    "evaluation_forecasts": ["model_name", "version", "asset_class", "target", "model", "unique_id", "cutoff", "step",
+                             "ds", "y", "yhat", "lo", "hi", "scale", "run_id"],
     "model_promotions": ["decided_at", "model_name", "asset_class", "target", "version", "model_kind", "decision",
                          "reason", "challenger_mase", "champion_version", "champion_mase", "best_baseline",
-                         "best_baseline_mase", "run_id"],
+                         "best_baseline_mase", "run_id", "metric", "alpha", "challenger_score", "best_baseline_score",
+                         "champion_score", "p_value_baseline", "p_value_champion", "n_windows", "n_points"],
     "forecasts": ["asset_class", "target", "symbol", "ds", "step", "yhat", "lo", "hi", "model_name",
                   "model_version", "model_kind", "created_at"],
     "benchmark_results": ["bench_id", "created_at", *RESULT_COLUMNS, "mlflow_run_id"],

@@ -31,24 +31,27 @@ def _print_loads(sources: list[str] | None = None) -> None:
 
 
 def _print_models() -> None:
-    """Per class and target: the newest NHITS version, its test metrics next to each baseline, the decision."""
+    """Per class and target: every model scored on the newest NHITS version's test windows (the gate's loss first),
+    then each partition's latest gate decision with its DM p-values."""
     from resources import Settings, Warehouse
 
     wh = Warehouse(settings=Settings())
     evals = wh.query("""
         WITH latest AS (SELECT model_name, max(evaluated_at) AS at FROM model_evaluations GROUP BY ALL)
-        SELECT e.asset_class AS class, e.target, e.version, e.model, e.mse, e.mae, e.mase, e.n_series, e.n_windows
+        SELECT e.asset_class AS class, e.target, e.version, e.model, e.model_family AS family,
+               CASE WHEN e.target = 'volatility' THEN e.qlike ELSE e.mase END AS gate_loss, e.mase, e.qlike, e.mae,
+               e.crps, e.n_series, e.n_windows, e.n_points
         FROM model_evaluations e JOIN latest l ON e.model_name = l.model_name AND e.evaluated_at = l.at
-        ORDER BY class, target, model""")
+        ORDER BY class, target, gate_loss NULLS LAST""")
     decisions = wh.query("""
-        SELECT asset_class AS class, target, version, decision, reason,
-               (SELECT version || ' (' || model_kind || ')' FROM model_promotions p2
-                WHERE p2.model_name = p.model_name AND p2.decision IN ('promoted', 'bootstrap')
-                ORDER BY decided_at DESC LIMIT 1) AS champion
+        SELECT asset_class AS class, target, version, decision, metric, round(challenger_score, 4) AS challenger,
+               best_baseline, round(best_baseline_score, 4) AS baseline, round(p_value_baseline, 4) AS p_baseline,
+               champion_version AS vs_champion, round(champion_score, 4) AS champion,
+               round(p_value_champion, 4) AS p_champion, n_windows AS windows, reason
         FROM model_promotions p WHERE decision IN ('promoted', 'refused')
         QUALIFY row_number() OVER (PARTITION BY model_name ORDER BY decided_at DESC) = 1 ORDER BY class, target""")
     click.echo(evals.round(5).to_markdown(index=False))
-    click.echo("\nPromotion decisions (latest per model)\n")
+    click.echo("\nPromotion decisions (latest per model; one-sided Diebold-Mariano p-values, HLN-corrected)\n")
     click.echo(decisions.to_markdown(index=False))
 
 
@@ -108,7 +111,8 @@ def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, step
     for asset_class in asset_classes or ASSET_CLASSES:
         click.echo(f"benchmark_job [{asset_class}] (quick) ...")
         checks += run_job("benchmark_job", asset_class)
-    click.echo("\nModels (test windows after the training period; MASE < 1 beats the in-sample naive)\n")
+    click.echo("\nModels on the same test windows after the training period (gate loss: QLIKE for volatility, MASE "
+               "for close; MASE < 1 beats the in-sample naive)\n")
     _print_models()
     click.echo("\nBenchmark, quick profile (full tables: the benchmark_report asset, or `make bench`)\n")
     _print_benchmark()

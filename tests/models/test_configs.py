@@ -33,7 +33,10 @@ def test_spec_is_frozen_and_params_flat() -> None:
         spec.h = 3  # type: ignore[misc]
     params = spec.to_params()
     assert params["h"] == 30 and params["n_pool_kernel_size"] == "[4, 2, 1]"
-    assert spec.test_size == spec.h * spec.n_windows and spec.min_length > spec.input_size + spec.test_size
+    assert (spec.n_windows, spec.step) == (48, 5)  # weekly origins over the last year: enough for a DM test
+    assert spec.test_size == spec.h + spec.step * (spec.n_windows - 1) == 265
+    assert spec.min_length > spec.input_size + spec.test_size
+    assert (spec_for("crypto").n_windows, spec_for("crypto").step) == (72, 12)
 
 
 @pytest.mark.parametrize("changes, field", [
