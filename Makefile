@@ -17,7 +17,7 @@ export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 SERVE_PORT ?= 8000
 
-.PHONY: setup lock lint chromium run train-full test chaos bench bench-events bench-serve serve ui clean
+.PHONY: setup lock lint chromium run train-full test chaos quality bench bench-events bench-serve serve ui clean
 
 $(UV_STAMP):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -54,6 +54,9 @@ test: setup chromium  ## lint, then the test suite (fails when no test ran)
 chaos: setup  ## the whole fault suite (kills, races, corrupt inputs, fuzz, load with failures) -> benchmarks/results/chaos-<cpu|cuda>.{md,json}
 	TRADECAST_CHAOS_FULL=1 TRADECAST_CHAOS_REPORT=benchmarks/results/chaos-$$($(BIN)/python -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')").md \
 		$(BIN)/python -m pytest tests -m fault
+
+quality: setup  ## every model on the same windows, QLIKE/MASE/CRPS, the gate's DM p-values -> benchmarks/results/quality-<cpu|cuda>.{json,md}
+	$(BIN)/tradecast quality --profile full
 
 bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/full-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench --profile full

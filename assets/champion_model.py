@@ -75,9 +75,9 @@ def champion_model(context: dg.AssetExecutionContext, config: GateConfig, wareho
     with warehouse.transaction() as con:
         record_decision(con, d, name=name, asset_class=asset_class, target=target, verdict=d.verdict,
                         kind=NHITS_KIND, run_id=context.run_id)
-    p_champion = "" if d.p_value_champion is None else f"{d.p_value_champion:.4g}"
+    p_base, p_champ = (float("nan") if v is None else v for v in (d.p_value_baseline, d.p_value_champion))
     registry.tag(name, d.version, {"promotion": d.verdict, "promotion_reason": d.reason, "gate_metric": d.metric,
-                                   "p_value_baseline": f"{d.p_value_baseline:.4g}", "p_value_champion": p_champion})
+                                   "p_value_baseline": f"{p_base:.4g}", "p_value_champion": f"{p_champ:.4g}"})
     table = scores(points, rule.metric, scale).rename(rule.metric).to_frame()
     if champion_points is not None:
         table.loc[f"champion v{d.champion_version}"] = float(scores(champion_points, rule.metric, scale).iloc[0])
@@ -91,12 +91,11 @@ def champion_model(context: dg.AssetExecutionContext, config: GateConfig, wareho
         "challenger_mase": dg.MetadataValue.float(d.challenger_mase),
         "best_baseline": d.best_baseline, "best_baseline_score": dg.MetadataValue.float(d.best_baseline_score),
         "best_baseline_mase": dg.MetadataValue.float(d.best_baseline_mase),
-        "p_value_vs_best_baseline": dg.MetadataValue.float(d.p_value_baseline),
+        "p_value_vs_best_baseline": dg.MetadataValue.float(p_base),
         "challenged_champion": d.champion_version or "",
         "challenged_champion_mase": dg.MetadataValue.float(
             float("nan") if d.champion_mase is None else d.champion_mase),
-        "p_value_vs_champion": dg.MetadataValue.float(
-            float("nan") if d.p_value_champion is None else d.p_value_champion),
+        "p_value_vs_champion": dg.MetadataValue.float(p_champ),
         "windows": dg.MetadataValue.int(d.n_windows), "points": dg.MetadataValue.int(d.n_points),
         "scores": dg.MetadataValue.md(table.round(5).to_markdown(index=False)),
         "scores_plot": png_markdown(plot, f"{name} gate scores")})

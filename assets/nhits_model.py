@@ -28,7 +28,8 @@ class NHITSConfig(dg.Config):
     accelerator: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="auto: CUDA with bf16-mixed precision when present (DDP on several GPUs), else CPU")
     seed: int = 1
-    n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows")
+    n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows (hft 72, daily 48)")
+    step_size: int | None = Field(None, ge=1, description="bars between test origins (hft 12, daily 5)")
     log_every_n_steps: int = Field(50, ge=1, description="training loss to the run log every N steps")
     use_events: bool = Field(False, description="event-aware NHITS: read `event_features` as exogenous columns")
     event_groups: Literal["news", "fomc", "all"] = Field(
@@ -38,7 +39,7 @@ class NHITSConfig(dg.Config):
     def spec(self, asset_class: str):
         from models.configs import spec_for
 
-        fields = ("h", "input_size", "max_steps", "learning_rate", "n_windows")
+        fields = ("h", "input_size", "max_steps", "learning_rate", "n_windows", "step_size")
         overrides = {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
         for f in ("n_pool_kernel_size", "n_freq_downsample"):
             if getattr(self, f) is not None:

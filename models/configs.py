@@ -166,7 +166,7 @@ HFT = NHITSSpec(
     val_check_steps=100,
     early_stop_patience_steps=5,
     val_size=288,
-    n_windows=72,  # hourly origins over the last 3 days of 5-minute bars: enough windows for a DM test
+    n_windows=48,  # hourly origins over the last 2 days of 5-minute bars: enough windows for a DM test
 )
 
 DAILY = NHITSSpec(

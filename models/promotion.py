@@ -92,8 +92,9 @@ class Decision:
         if self.passed:
             return "promoted"
         if self.not_significant:
-            p = max(v for v in (self.p_value_baseline, self.p_value_champion) if v is not None)
-            return f"not significantly better (p = {p:.3g}): champion stays"
+            ps = [v for v in (self.p_value_baseline, self.p_value_champion) if v is not None and v == v]
+            return (f"not significantly better (p = {max(ps):.3g}): champion stays" if ps else
+                    "not significantly better (too few windows for the test): champion stays")
         return "refused: champion stays"
 
     def record(self) -> dict[str, Any]:
@@ -163,17 +164,30 @@ def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, wind
                 champion_kind=None if champion is None else champion.kind, champion_mase=None)
 
     def dm(other: pd.DataFrame):
-        return dm_on_windows(challenger, other, metric=rule.metric, h=windows.h, step=windows.step, scale=scale)
+        """The DM test against ``other``, or None with the reason when the windows are too few for it."""
+        try:
+            return dm_on_windows(challenger, other, metric=rule.metric, h=windows.h, step=windows.step,
+                                 scale=scale), ""
+        except WindowMismatch:
+            raise
+        except ValueError as exc:  # too few windows for the overlap lags: no evidence, so no promotion
+            return None, str(exc)
 
-    vs_base = dm(points[points["model"] == best])
-    base.update(p_value_baseline=vs_base.p_value, n_windows=vs_base.n_windows, n_points=vs_base.n_points)
+    def p_text(result, why: str) -> str:
+        return f"DM p = {result.p_value:.3g} >= {rule.alpha}" if result is not None else f"no DM test: {why}"
+
+    vs_base, why = dm(points[points["model"] == best])
+    n_points = int(np.isfinite(challenger["yhat"].to_numpy(float)).sum())
+    base.update(p_value_baseline=None if vs_base is None else vs_base.p_value,
+                n_windows=int(challenger["cutoff"].nunique()) if vs_base is None else vs_base.n_windows,
+                n_points=n_points if vs_base is None else vs_base.n_points)
     failures, weak = [], []
     if not score < best_score:
         failures.append(f"{label} {score:.4g} does not beat baseline '{best}' ({best_score:.4g})")
-    elif not vs_base.p_value < rule.alpha:
+    elif vs_base is None or not vs_base.p_value < rule.alpha:
         weak.append(f"not significantly better than baseline '{best}' ({label} {score:.4g} vs {best_score:.4g}, "
-                    f"DM p = {vs_base.p_value:.3g} >= {rule.alpha})")
-    won = [f"baseline '{best}' ({best_score:.4g}, p = {vs_base.p_value:.3g})"]
+                    f"{p_text(vs_base, why)})")
+    won = [f"baseline '{best}' ({best_score:.4g}, p = {base['p_value_baseline'] or float('nan'):.3g})"]
     if champion is not None and str(champion.version) != str(challenger_version):
         if champion.kind == BASELINE_KIND:
             champion_points = points[points["model"] == champion.baseline]
@@ -186,20 +200,21 @@ def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, wind
             failures.append(f"champion v{champion.version} has no forecasts on these windows")
         else:
             try:
-                vs_champ = dm(champion_points.assign(model="champion"))
+                vs_champ, why = dm(champion_points.assign(model="champion"))
             except WindowMismatch as exc:
                 failures.append(f"cannot compare with champion v{champion.version} on the same windows: {exc}")
             else:
                 champ_score = float(scores(champion_points, rule.metric, scale).iloc[0])
-                base.update(champion_score=champ_score, p_value_champion=vs_champ.p_value,
+                p_champ = None if vs_champ is None else vs_champ.p_value
+                base.update(champion_score=champ_score, p_value_champion=p_champ,
                             champion_mase=_mase(champion_points, scale))
                 if not score < champ_score:
                     failures.append(f"{label} {score:.4g} does not beat champion v{champion.version} "
                                     f"({champ_score:.4g})")
-                elif not vs_champ.p_value < rule.alpha:
+                elif vs_champ is None or not p_champ < rule.alpha:
                     weak.append(f"not significantly better than champion v{champion.version} ({label} "
-                                f"{score:.4g} vs {champ_score:.4g}, DM p = {vs_champ.p_value:.3g} >= {rule.alpha})")
-                won.append(f"champion v{champion.version} ({champ_score:.4g}, p = {vs_champ.p_value:.3g})")
+                                f"{score:.4g} vs {champ_score:.4g}, {p_text(vs_champ, why)})")
+                won.append(f"champion v{champion.version} ({champ_score:.4g}, p = {p_champ or float('nan'):.3g})")
     where = f" on {base['n_windows']} windows ({base['n_points']} points)"
     reason = "; ".join(failures + weak) + where if failures or weak else (
         f"{label} {score:.4g} beats " + " and ".join(won) + where)

@@ -7,13 +7,14 @@ Each command family is a module of its own that defines plain click commands and
 - `bench`: bench (the benchmark comparison)
 - `events`: bench-events (the event ablation)
 - `serve`: serve, replay, bench-serve (with `serve_bench`, the serving benchmark)
+- `quality`: quality (every model on the same windows, the gate's DM p-values -> benchmarks/results/quality-*)
 """
 
 from __future__ import annotations
 
 import click
 
-from pipelines.cli import bench, events, pipeline, serve  # modules, so `pipelines.cli.bench` stays the module
+from pipelines.cli import bench, events, pipeline, quality, serve  # modules, so `pipelines.cli.bench` stays the module
 
 
 @click.group()
@@ -22,5 +23,5 @@ def main() -> None:
 
 
 for _command in (pipeline.run, pipeline.ingest, bench.bench, events.bench_events, serve.serve, serve.replay,
-                 serve.bench_serve):
+                 serve.bench_serve, quality.quality):
     main.add_command(_command)

@@ -45,7 +45,7 @@ def _chaos_pause(what):
     os.kill(os.getpid(), signal.SIGSTOP)
 """
 IN_INGEST_TRANSACTION = PAUSE + """
-import resources.warehouse as _w
+import storage.queries as _w  # write_loaded (the ingest write) looks replace_where up here
 _real_replace = _w.replace_where
 def _replace(con, table, frame, where):
     n = _real_replace(con, table, frame, where)

@@ -36,7 +36,8 @@ def test_spec_is_frozen_and_params_flat() -> None:
     assert (spec.n_windows, spec.step) == (48, 5)  # weekly origins over the last year: enough for a DM test
     assert spec.test_size == spec.h + spec.step * (spec.n_windows - 1) == 265
     assert spec.min_length > spec.input_size + spec.test_size
-    assert (spec_for("crypto").n_windows, spec_for("crypto").step) == (72, 12)
+    assert (spec_for("crypto").n_windows, spec_for("crypto").step) == (48, 12)
+    assert spec_for("crypto").min_length <= 4 * 288  # four days of 5-minute bars train and evaluate
 
 
 @pytest.mark.parametrize("changes, field", [

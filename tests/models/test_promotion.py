@@ -157,3 +157,14 @@ def test_a_stored_nhits_rescored_on_its_own_windows_reproduces_its_evaluation(tm
     merged = recorded.merge(again, on=key, suffixes=("", "_again"), validate="one_to_one")
     assert len(merged) == len(recorded) == len(again) == 3 * 6 * 5
     np.testing.assert_allclose(merged.yhat_again, merged.yhat, rtol=1e-4, atol=1e-6)
+
+
+def test_too_few_windows_for_the_dm_test_is_a_refusal_that_says_so_not_a_crash():
+    """h=30 daily windows 5 bars apart overlap over 6 lags: 3 windows cannot be tested. Even a much better
+    challenger stays a challenger, and the decision names why."""
+    pts = points({"nhits": 0.1, "naive": 1.0, "seasonal_naive": 1.2, "window_mean": 0.9, "har": 0.8}, noise=0.05)
+    few = pts[pts.cutoff.isin(sorted(pts.cutoff.unique())[:3])]
+    d = decide("3", few, SCALE, Windows(h=30, n_windows=3, step=5), MAE)
+    assert not d.passed and d.p_value_baseline is None and d.n_windows == 3
+    assert d.headline == "not significantly better (too few windows for the test): champion stays"
+    assert "no DM test:" in d.reason and "too few for a DM test" in d.reason

@@ -91,10 +91,16 @@ def test_run_prints_rows_per_source_model_metrics_and_promotion_decisions(home):
     for target in ("close", "volatility"):  # metrics of NHITS next to every baseline, per target
         for model in ("nhits", "naive", "seasonal_naive", "window_mean"):
             assert re.search(rf"\| fx\s+\| {target}\s+\|\s+\d+ \| {model}\s", out.stdout), (target, model)
-    assert re.search(r"\| fx\s+\| close\s+\|\s+\d+ \| (promoted|refused)\s+\| MASE", out.stdout), out.stdout
+    for model in ("har", "ewma", "ewma_fitted", "garch"):  # the field's volatility baselines, same windows
+        assert re.search(rf"\| fx\s+\| volatility\s+\|\s+\d+ \| {model}\s+\| field", out.stdout), model
+    assert re.search(r"\| fx\s+\| close\s+\|\s+\d+ \| rw_drift\s+\| field", out.stdout), out.stdout
+    for target, metric in (("close", "mase"), ("volatility", "qlike")):  # each decision with its loss and p-value
+        assert re.search(rf"\| fx\s+\| {target}\s+\|\s+\d+ \| (promoted|refused)\s+\| {metric}\s+\|", out.stdout), \
+            out.stdout
     for target in ("close", "volatility"):  # the gate's verdict per partition; a refusal is no failure
         assert re.search(rf"\| champion_model \(promotion gate\)\s+\| fx\|{target}\s+\| (promoted|refused: champion "
-                         rf"stays)\s+\|", out.stdout), out.stdout
+                         r"stays|not significantly better \((p = [\d.e-]+|too few windows for the test)\): champion "
+                         r"stays)\s+\|", out.stdout), out.stdout
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home / "dagster_home")) as instance:  # the instance the UI reads
@@ -147,4 +153,4 @@ def test_help_lists_every_command():
     out = tradecast("--help")
     assert out.stdout.startswith("Usage: python -m pipelines.cli [OPTIONS] COMMAND"), out.stdout
     listed = re.findall(r"^  (\S+)\s{2,}", out.stdout.split("Commands:")[1], flags=re.M)
-    assert listed == ["bench", "bench-events", "bench-serve", "ingest", "replay", "run", "serve"]
+    assert listed == ["bench", "bench-events", "bench-serve", "ingest", "quality", "replay", "run", "serve"]

@@ -60,7 +60,7 @@ def test_a_version_is_code_json_and_safetensors_and_predicts_as_before_saving(ho
     assert not [f for f in files if Path(f).suffix not in STORED and Path(f).name != "MLmodel"], files
     assert {"MLmodel", "mlflow_model.py", "artifacts/nf/configuration.json",
             "artifacts/nf/NHITS_0.safetensors"} <= set(files), files
-    assert (folder / "mlflow_model.py").read_text() == (ROOT / "resources" / "mlflow_model.py").read_text()
+    assert (folder / "mlflow_model.py").read_text() == (ROOT / "storage" / "mlflow_model.py").read_text()
     assert "model_code_path" in (folder / "MLmodel").read_text()
 
     loaded = registry.load(NAME, version)
