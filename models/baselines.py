@@ -20,6 +20,49 @@ import pandas as pd
 
 from domain.vocabulary import BASELINES
 
+KEYS = ["unique_id", "cutoff", "step"]
+
+
+@dataclass(frozen=True)
+class Origins:
+    """One series' history (sorted by ``ds``) and its forecast origins: ``pos[i]`` is the position of the last
+    observation ``<= cutoffs[i]``."""
+
+    uid: str
+    ds: np.ndarray
+    y: np.ndarray
+    pos: np.ndarray
+    cutoffs: np.ndarray
+
+    def keys(self, h: int) -> dict[str, np.ndarray]:
+        """The ``unique_id, cutoff, step`` columns of its ``h``-step forecasts, origin by origin."""
+        return {"unique_id": np.repeat(self.uid, len(self.pos) * h), "cutoff": np.repeat(self.cutoffs, h),
+                "step": np.tile(np.arange(1, h + 1), len(self.pos))}
+
+
+def origins(history: pd.DataFrame, windows: pd.DataFrame):
+    """Per series of ``windows`` (``unique_id, cutoff``), sorted: its :class:`Origins` in ``history``
+    (``unique_id, ds, y``). A cutoff need not be an observed timestamp; one with no observation up to it is dropped,
+    and so is a series left without origins. The one place every baseline finds "the data up to the cutoff"."""
+    hist = history.sort_values(["unique_id", "ds"], kind="stable")
+    groups = hist.groupby("unique_id", sort=False).indices
+    ds_all, y_all = hist["ds"].to_numpy(), hist["y"].to_numpy(dtype=float)
+    for uid, w in windows[["unique_id", "cutoff"]].drop_duplicates().groupby("unique_id", sort=True):
+        idx = groups.get(uid, np.empty(0, int))
+        ds, y = ds_all[idx], y_all[idx]
+        cutoffs = w["cutoff"].to_numpy(dtype=ds.dtype) if len(ds) else w["cutoff"].to_numpy()
+        pos = np.searchsorted(ds, cutoffs, side="right") - 1
+        keep = pos >= 0
+        if keep.any():
+            yield Origins(uid, ds, y, pos[keep], cutoffs[keep])
+
+
+def forecast_frame(parts: list[dict], models) -> pd.DataFrame:
+    """The wide forecasts ``unique_id, cutoff, step, <model>...`` sorted by the keys (empty with the columns)."""
+    if not parts:
+        return pd.DataFrame(columns=[*KEYS, *models])
+    return pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True).sort_values(KEYS, ignore_index=True)
+
 
 def _forecast_positions(y: np.ndarray, pos: np.ndarray, model: str, h: int, input_size: int,
                         season_length: int) -> np.ndarray:
@@ -57,30 +100,13 @@ def baseline_forecasts(
     forecast origin; windows with no such observation are dropped. Returns
     ``unique_id, cutoff, step, <one column per model>`` sorted by those keys.
     """
-    hist = history.sort_values(["unique_id", "ds"], kind="stable")
-    wins = windows[["unique_id", "cutoff"]].drop_duplicates()
     parts = []
-    for uid, w in wins.groupby("unique_id", sort=True):
-        series = hist[hist["unique_id"] == uid]
-        ds = series["ds"].to_numpy()
-        y = series["y"].to_numpy(dtype=float)
-        cutoffs = w["cutoff"].to_numpy(dtype=ds.dtype) if len(ds) else w["cutoff"].to_numpy()
-        pos = np.searchsorted(ds, cutoffs, side="right") - 1
-        keep = pos >= 0
-        pos, cutoffs = pos[keep], cutoffs[keep]
-        if not len(pos):
-            continue
-        frame = {
-            "unique_id": np.repeat(uid, len(pos) * h),
-            "cutoff": np.repeat(cutoffs, h),
-            "step": np.tile(np.arange(1, h + 1), len(pos)),
-        }
+    for o in origins(history, windows):
+        frame = o.keys(h)
         for model in models:
-            frame[model] = _forecast_positions(y, pos, model, h, input_size, season_length).ravel()
-        parts.append(pd.DataFrame(frame))
-    if not parts:
-        return pd.DataFrame(columns=["unique_id", "cutoff", "step", *models])
-    return pd.concat(parts, ignore_index=True).sort_values(["unique_id", "cutoff", "step"], ignore_index=True)
+            frame[model] = _forecast_positions(o.y, o.pos, model, h, input_size, season_length).ravel()
+        parts.append(frame)
+    return forecast_frame(parts, models)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from domain.vocabulary import PRICE_BASELINES
-
-KEYS = ["unique_id", "cutoff", "step"]
+from models.baselines import forecast_frame, origins
 
 
 def price_forecasts(history: pd.DataFrame, windows: pd.DataFrame, *, h: int,
@@ -27,22 +26,9 @@ def price_forecasts(history: pd.DataFrame, windows: pd.DataFrame, *, h: int,
         raise ValueError(f"unknown price model(s) {unknown}; known: {list(PRICE_BASELINES)}")
     if not isinstance(h, int | np.integer) or h <= 0:
         raise ValueError(f"h must be a positive integer (got {h!r})")
-    hist = history.sort_values(["unique_id", "ds"], kind="stable")
-    steps = np.arange(1, h + 1)
     parts = []
-    for uid, w in windows[["unique_id", "cutoff"]].drop_duplicates().groupby("unique_id", sort=True):
-        series = hist[hist["unique_id"] == uid]
-        ds, y = series["ds"].to_numpy(), series["y"].to_numpy(dtype=float)
-        cutoffs = w["cutoff"].to_numpy(dtype=ds.dtype) if len(ds) else w["cutoff"].to_numpy()
-        pos = np.searchsorted(ds, cutoffs, side="right") - 1
-        keep = pos >= 0
-        pos, cutoffs = pos[keep], cutoffs[keep]
-        if not len(pos):
-            continue
-        drift = np.where(pos > 0, (y[pos] - y[0]) / np.maximum(pos, 1), 0.0)
-        forecast = y[pos][:, None] + drift[:, None] * steps[None, :]
-        parts.append(pd.DataFrame({"unique_id": np.repeat(uid, len(pos) * h), "cutoff": np.repeat(cutoffs, h),
-                                   "step": np.tile(steps, len(pos)), "rw_drift": forecast.ravel()}))
-    if not parts:
-        return pd.DataFrame(columns=[*KEYS, *models])
-    return pd.concat(parts, ignore_index=True).sort_values(KEYS, ignore_index=True)
+    for o in origins(history, windows):
+        drift = np.where(o.pos > 0, (o.y[o.pos] - o.y[0]) / np.maximum(o.pos, 1), 0.0)
+        forecast = o.y[o.pos][:, None] + drift[:, None] * np.arange(1, h + 1)[None, :]
+        parts.append({**o.keys(h), "rw_drift": forecast.ravel()})
+    return forecast_frame(parts, models)

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.signal import lfilter
 
 from domain.vocabulary import VOLATILITY_BASELINES
+from models.baselines import forecast_frame, origins
 
 log = logging.getLogger(__name__)
 
@@ -220,33 +221,20 @@ def volatility_forecasts(
     if "garch" in models and close is None:
         raise ValueError("garch needs close= (the close-price frame unique_id, ds, y of the same series)")
     lags = har_lags(freq) if "har" in models else ()
-    hist = history.sort_values(["unique_id", "ds"], kind="stable")
-    groups = hist.groupby("unique_id", sort=True).indices
     closes = {}
     if "garch" in models:
         cl = close.sort_values(["unique_id", "ds"], kind="stable")
         closes = {uid: cl.iloc[idx] for uid, idx in cl.groupby("unique_id", sort=False).indices.items()}
-    ds_all, y_all = hist["ds"].to_numpy(), hist["y"].to_numpy(dtype=float)
     parts = []
-    for uid, w in windows[["unique_id", "cutoff"]].drop_duplicates().groupby("unique_id", sort=True):
-        idx = groups.get(uid, np.empty(0, int))
-        ds, y = ds_all[idx], y_all[idx]
-        cutoffs = w["cutoff"].to_numpy(dtype=ds.dtype) if len(ds) else w["cutoff"].to_numpy()
-        pos = np.searchsorted(ds, cutoffs, side="right") - 1
-        keep = pos >= 0
-        pos, cutoffs = pos[keep], cutoffs[keep]
-        if not len(pos):
-            continue
-        end = pd.Timestamp(train_end).to_datetime64().astype(ds.dtype)
-        y_train = y[: np.searchsorted(ds, end, side="right")]
-        frame = {"unique_id": np.repeat(uid, len(pos) * h), "cutoff": np.repeat(cutoffs, h),
-                 "step": np.tile(np.arange(1, h + 1), len(pos))}
+    for o in origins(history, windows):
+        end = pd.Timestamp(train_end).to_datetime64().astype(o.ds.dtype)
+        y_train = o.y[: np.searchsorted(o.ds, end, side="right")]
+        frame = o.keys(h)
         for model in models:
-            frame[model] = _series_forecast(model, uid, y, y_train, pos, cutoffs, h, lags, closes.get(uid), end)
-        parts.append(pd.DataFrame(frame))
-    if not parts:
-        return pd.DataFrame(columns=["unique_id", "cutoff", "step", *models])
-    return pd.concat(parts, ignore_index=True).sort_values(["unique_id", "cutoff", "step"], ignore_index=True)
+            frame[model] = _series_forecast(model, o.uid, o.y, y_train, o.pos, o.cutoffs, h, lags, closes.get(o.uid),
+                                            end)
+        parts.append(frame)
+    return forecast_frame(parts, models)
 
 
 def _series_forecast(model: str, uid: object, y: np.ndarray, y_train: np.ndarray, pos: np.ndarray,
