@@ -8,7 +8,7 @@ from pydantic import Field
 
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from assets.nhits_model import nhits_model
-from domain.vocabulary import CHALLENGER, CHAMPION, NHITS_KIND, PREVIOUS_CHAMPION, model_name
+from domain.vocabulary import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, model_name
 from resources import ModelRegistry, Warehouse
 
 
@@ -31,10 +31,13 @@ class GateConfig(dg.Config):
     owners=OWNERS,
     pool=DUCKDB_POOL,
     description=(
-        "The promotion gate, materialized after every `nhits_model`: the challenger replaces the champion only if, "
+        "The promotion gate, materialized after every `nhits_model`: the challenger (NHITS, or its ensemble with a "
+        "served baseline when that had the lower validation loss, chosen by `nhits_model` before the test part) "
+        "replaces the champion only if, "
         "on the same rolling-origin test windows (identical series, cutoff and step keys, checked), its loss (QLIKE "
         "for volatility, MASE for close; `GateConfig`) is lower than the best baseline's (naive, seasonal naive, "
-        "window mean, HAR, EWMA, GARCH, statsforecast) and the current champion's, each with a one-sided "
+        "window mean, HAR, EWMA, GARCH, random walk with drift, statsforecast's AutoETS/AutoTheta/AutoARIMA) and "
+        "the current champion's, each with a one-sided "
         "Diebold-Mariano test (Harvey-Leybourne-Newbold correction) below alpha. Promoted: alias `champion` of "
         "`nhits-<class>-<target>` moves to the challenger (the old champion keeps alias `previous_champion`, the "
         "forecast service's backup). Refused or not significantly better: the champion stays (a normal outcome, "
@@ -63,18 +66,19 @@ def champion_model(context: dg.AssetExecutionContext, config: GateConfig, wareho
     if champion is not None and champion.version != challenger.version and not champion.is_baseline:
         trained_until = version_train_end(warehouse.query, name, champion.version)
         model = registry.load(name, champion.version)  # it forecasts the challenger's windows (its features too)
-        champion_points = rescore(model.nf, model_input(warehouse.query, asset_class, target, model).history, windows)
-    d = decide(challenger.version, points, scale, windows, rule, champion, champion_points, trained_until)
+        champion_points = rescore(model, model_input(warehouse.query, asset_class, target, model).history, windows)
+    d = decide(challenger.version, points, scale, windows, rule, champion, champion_points, trained_until,
+               challenger_model=challenger.evaluated_as)
     if d.passed:
         registry.set_alias(name, CHAMPION, d.version)
         if d.champion_version and d.champion_version != d.version:
             registry.set_alias(name, PREVIOUS_CHAMPION, d.champion_version)  # the service's backup model
-        champion_version, kind = d.version, NHITS_KIND
+        champion_version, kind = d.version, challenger.kind
     else:  # the alias is not touched: a refused challenger never becomes champion
         champion_version, kind = d.champion_version or "none", d.champion_kind
     with warehouse.transaction() as con:
         record_decision(con, d, name=name, asset_class=asset_class, target=target, verdict=d.verdict,
-                        kind=NHITS_KIND, run_id=context.run_id)
+                        kind=challenger.kind, run_id=context.run_id)
     p_base, p_champ = (float("nan") if v is None else v for v in (d.p_value_baseline, d.p_value_champion))
     registry.tag(name, d.version, {"promotion": d.verdict, "promotion_reason": d.reason, "gate_metric": d.metric,
                                    "p_value_baseline": f"{p_base:.4g}", "p_value_champion": f"{p_champ:.4g}"})
@@ -83,11 +87,12 @@ def champion_model(context: dg.AssetExecutionContext, config: GateConfig, wareho
         table.loc[f"champion v{d.champion_version}"] = float(scores(champion_points, rule.metric, scale).iloc[0])
     table = table.reset_index(names="model").sort_values(rule.metric)
     plot = plot_evaluation(table, metric=rule.metric, title=f"{name}: {rule.label} on v{d.version}'s test windows")
-    context.log.info(f"{name} challenger v{d.version}: {d.headline} (champion v{champion_version}): {d.reason}")
+    context.log.info(f"{name} challenger {challenger.label}: {d.headline} (champion v{champion_version}): {d.reason}")
     return dg.MaterializeResult(data_version=dg.DataVersion(str(champion_version)), metadata={
         "decision": d.headline, "reason": d.reason, "champion_version": str(champion_version), "model_kind": kind or "",
         "metric": rule.label, "alpha": dg.MetadataValue.float(rule.alpha),
-        "challenger_version": d.version, "challenger_score": dg.MetadataValue.float(d.challenger_score),
+        "challenger_version": d.version, "challenger_kind": challenger.kind,
+        "challenger_score": dg.MetadataValue.float(d.challenger_score),
         "challenger_mase": dg.MetadataValue.float(d.challenger_mase),
         "best_baseline": d.best_baseline, "best_baseline_score": dg.MetadataValue.float(d.best_baseline_score),
         "best_baseline_mase": dg.MetadataValue.float(d.best_baseline_mase),

@@ -9,7 +9,7 @@ from pydantic import Field
 from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
 from assets.event_features import event_features
 from assets.training_frames import training_frames
-from domain.vocabulary import BASELINE_KIND, CHALLENGER, CHAMPION, NHITS_KIND, model_name
+from domain.vocabulary import BASELINE_KIND, CHALLENGER, CHAMPION, ENSEMBLE_KIND, NHITS_KIND, model_name
 from resources import ModelRegistry, Warehouse
 
 
@@ -31,6 +31,9 @@ class NHITSConfig(dg.Config):
     n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows (hft 72, daily 48)")
     step_size: int | None = Field(None, ge=1, description="bars between test origins (hft 12, daily 5)")
     log_every_n_steps: int = Field(50, ge=1, description="training loss to the run log every N steps")
+    ensemble: bool = Field(True, description="also choose, on validation windows before the test part, NHITS "
+                           "combined with the best served baseline (w * NHITS + (1 - w) * baseline, w by the gate's "
+                           "default loss); when it beats NHITS alone there it is registered and becomes the challenger")
     use_events: bool = Field(False, description="event-aware NHITS: read `event_features` as exogenous columns")
     event_groups: Literal["news", "fomc", "all"] = Field(
         "all", description="with use_events: news (ticker + market-wide headlines, historical), fomc (policy "
@@ -66,12 +69,15 @@ class NHITSConfig(dg.Config):
         "on rolling-origin test windows after the training period beside naive, seasonal naive and window mean; "
         "logged to MLflow and registered as a new version of `nhits-<class>-<target>` with alias `challenger`. "
         "With `use_events` the model reads `event_features` (news: historical exogenous; scheduled FOMC day: "
-        "future exogenous) and is tagged features=events; it goes through the same gate."),
+        "future exogenous) and is tagged features=events; it goes through the same gate. With `ensemble` (default) "
+        "NHITS combined with the best served baseline is chosen on validation windows before the test part; when "
+        "it beats NHITS alone there it is registered too (model_kind=ensemble) and becomes the challenger instead."),
 )
 def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
                 registry: ModelRegistry) -> dg.MaterializeResult:
     from models.evaluation import train_and_evaluate
     from models.plots import plot_forecasts
+    from models.promotion import GateRule
     from storage.queries import read_frame, record_evaluation
 
     asset_class, target = model_keys(context)
@@ -94,7 +100,8 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
                                 "judged in this run; materialize the close partition first")
     result = train_and_evaluate(frame, spec, accelerator=config.accelerator, log_every_n_steps=config.log_every_n_steps,
                                 log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"),
-                                target=target, close=close)
+                                target=target, close=close,
+                                ensemble_metric=GateRule.for_target(target).metric if config.ensemble else None)
     table = result.evaluation
     nhits = table.set_index("model").loc["nhits"]
     symbols = sorted(frame.unique_id.unique())[:3]
@@ -113,17 +120,60 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
     registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
     with warehouse.transaction() as con:
         record_evaluation(con, name, version, asset_class, target, result, context.run_id)
-    registry.set_alias(name, CHALLENGER, version)  # last: a challenger always has its evaluation rows
+    challenger, ensemble = version, _ensemble_text(result, config.ensemble)
+    if result.ensemble is not None and result.ensemble.improves:
+        challenger = _register_ensemble(context, warehouse, registry, name, asset_class, target, result, version,
+                                        feature_tags, plot)
+        ensemble = f"{ensemble}: registered as v{challenger}, the challenger"
+    registry.set_alias(name, CHALLENGER, challenger)  # last: a challenger always has its evaluation rows
     if registry.alias(name, CHAMPION) is None:  # there is always a champion: the best baseline until NHITS passes
         _bootstrap_champion(context, warehouse, registry, name, asset_class, target, result)
+    context.log.info(f"{name}: ensemble {ensemble}")
     return dg.MaterializeResult(metadata={
-        "model_name": name, "version": version, "target": target, "features": features,
+        "model_name": name, "version": version, "challenger_version": challenger, "ensemble": ensemble,
+        "target": target, "features": features,
         "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
         "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 2)),
         "evaluation": dg.MetadataValue.md(table.round(6).to_markdown(index=False)),
         "test_windows": f"{result.test_start} .. (after train_end {result.train_end})",
         "forecast_plot": png_markdown(plot, name),
     })
+
+
+def _ensemble_text(result, asked: bool) -> str:
+    """What the ensemble step chose, for the log and the asset page."""
+    e = result.ensemble
+    if e is None:
+        return "off (NHITSConfig.ensemble)" if not asked else f"none ({result.ensemble_note})"
+    loss = e.metric.upper()
+    verdict = "beats NHITS alone" if e.improves else "does not beat NHITS alone: not registered"
+    return (f"{e.weight:g} x NHITS + {1 - e.weight:g} x {e.baseline}, validation {loss} {e.validation_loss:.4g} vs "
+            f"NHITS {e.nhits_validation_loss:.4g} and {e.baseline} {e.baseline_validation_loss:.4g} on {e.n_windows} "
+            f"window(s), {e.n_points} points: {verdict}")
+
+
+def _register_ensemble(context, warehouse: Warehouse, registry: ModelRegistry, name: str, asset_class: str,
+                       target: str, result, nhits_version: str, feature_tags: dict, plot: bytes) -> str:
+    """Register the ensemble (the same NHITS weights + its weight and served baseline) as a new version with its
+    evaluation rows (the same windows: model ``ensemble``); returns the version."""
+    from models.ensemble import served_params
+    from storage.queries import record_evaluation
+
+    e, table = result.ensemble, result.evaluation
+    row = table.set_index("model").loc[ENSEMBLE_KIND]
+    tags = {"ensemble_of": nhits_version, "ensemble_baseline": e.baseline, "ensemble_weight": f"{e.weight:g}"}
+    version = registry.log_version(
+        name, kind=ENSEMBLE_KIND, nf=result.nf, ensemble=served_params(e, result.spec, result.freq), evaluation=table,
+        plot_png=plot, run_name=f"{name}-ensemble-{context.run_id[:8]}",
+        params={**result.spec.to_params(), **{f"ensemble_{k}": v for k, v in e.as_dict().items()},
+                "asset_class": asset_class, "target": target, "train_end": result.train_end},
+        metrics={"mase": float(row.mase), "mae": float(row.mae), "mse": float(row.mse),
+                 "validation_loss": e.validation_loss, "nhits_validation_loss": e.nhits_validation_loss},
+        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags, **tags})
+    registry.tag(name, version, {**feature_tags, **tags})
+    with warehouse.transaction() as con:
+        record_evaluation(con, name, version, asset_class, target, result, context.run_id)
+    return version
 
 
 def _bootstrap_champion(context, warehouse: Warehouse, registry: ModelRegistry, name: str, asset_class: str,

@@ -21,12 +21,16 @@ BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
 # the field's baselines per target, judged on the same windows as NHITS: volatility forecasters (models.volatility:
 # HAR, EWMA, GARCH) and the random walk with drift for prices (models.random_walk)
 VOLATILITY_BASELINES: tuple[str, ...] = ("har", "ewma", "ewma_fitted", "garch")
-PRICE_BASELINES: tuple[str, ...] = ("rw_drift",)
+# Nixtla statsforecast's models (models.statistical), the statistical peer of neuralforecast, for prices
+STATISTICAL_BASELINES: tuple[str, ...] = ("auto_ets", "auto_theta", "auto_arima")
+PRICE_BASELINES: tuple[str, ...] = ("rw_drift", *STATISTICAL_BASELINES)
+# the baselines the forecast service runs as ONNX graphs (serving.graph.BaselineGraph): any of them can be champion
+SERVED_BASELINES: tuple[str, ...] = (*BASELINES, "ewma")
 # the neural models of the benchmark comparison (models.benchmark)
 BENCHMARK_MODELS: tuple[str, ...] = ("nhits", "patchtst", "itransformer", "timesnet", "tide")
 
 # what a registered version holds (MLflow tag `model_kind`)
-NHITS_KIND, BASELINE_KIND = "nhits", "baseline"
+NHITS_KIND, BASELINE_KIND, ENSEMBLE_KIND = "nhits", "baseline", "ensemble"  # ensemble: NHITS + a served baseline
 
 # registry aliases: the gate moves `champion`; the service's A/B arm is `challenger`, its backup `previous_champion`
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous_champion"

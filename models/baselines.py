@@ -9,6 +9,9 @@ same convention neuralforecast uses.
   NaN when the series has fewer than m points up to the cutoff.
 * ``window_mean``    yhat_k = mean of the last ``input_size`` values (fewer if
   the series is shorter) -- the "information set" NHITS sees.
+
+The forecaster a baseline version holds (these and EWMA, with ``predict``) is
+:class:`models.served_baselines.BaselineForecaster`.
 """
 
 from __future__ import annotations
@@ -107,43 +110,3 @@ def baseline_forecasts(
             frame[model] = _forecast_positions(o.y, o.pos, model, h, input_size, season_length).ravel()
         parts.append(frame)
     return forecast_frame(parts, models)
-
-
-@dataclass(frozen=True)
-class BaselineForecaster:
-    """A fitted-free baseline with a ``predict`` suited to wrapping as a pyfunc model.
-
-    ``predict(history)`` forecasts the ``h`` steps after each series' last
-    observation; future ``ds`` are generated with ``freq`` (a pandas offset alias
-    such as ``'5min'`` or ``'B'``).
-    """
-
-    name: str
-    h: int
-    input_size: int
-    season_length: int
-    freq: str = "B"
-
-    def __post_init__(self) -> None:
-        if self.name not in BASELINES:
-            raise ValueError(f"BaselineForecaster.name must be one of {list(BASELINES)} (got {self.name!r})")
-        for field_name in ("h", "input_size", "season_length"):
-            if getattr(self, field_name) <= 0:
-                raise ValueError(f"BaselineForecaster.{field_name} must be > 0 (got {getattr(self, field_name)!r})")
-
-    def predict(self, history: pd.DataFrame) -> pd.DataFrame:
-        """Forecast frame ``unique_id, ds, step, yhat`` for every series in ``history``."""
-        last = history.groupby("unique_id", sort=True)["ds"].max().rename("cutoff").reset_index()
-        fc = baseline_forecasts(history, last, h=self.h, input_size=self.input_size,
-                                season_length=self.season_length, models=(self.name,))
-        offset = pd.tseries.frequencies.to_offset(self.freq)
-        future = pd.DataFrame(
-            [
-                (uid, step, ds)
-                for uid, cutoff in zip(last["unique_id"], last["cutoff"], strict=True)
-                for step, ds in enumerate(pd.date_range(cutoff, periods=self.h + 1, freq=offset)[1:], start=1)
-            ],
-            columns=["unique_id", "step", "ds"],
-        )
-        out = future.merge(fc.rename(columns={self.name: "yhat"}), on=["unique_id", "step"], how="left")
-        return out[["unique_id", "ds", "step", "yhat"]]

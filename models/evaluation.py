@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINES, PRICE_BASELINES, VOLATILITY_BASELINES
+from domain.vocabulary import BASELINES, PRICE_BASELINES, STATISTICAL_BASELINES, VOLATILITY_BASELINES
 from models.baselines import baseline_forecasts
 from models.configs import NHITSSpec
 from models.metrics import naive_scale
@@ -65,6 +65,8 @@ class TrainResult:
     train_loss: float | None = None  # last logged training loss
     val_loss: float | None = None  # last validation loss (None without val_size)
     scale: pd.Series | None = None  # per-series MASE scale: naive MAE of the training part
+    ensemble: Any = None  # models.ensemble.Ensemble chosen on validation windows (its test forecasts: "ensemble")
+    ensemble_note: str = ""  # why there is none, when asked for
 
 
 def time_split(frame: pd.DataFrame, *, h: int, n_windows: int, step_size: int | None = None) -> Split:
@@ -113,12 +115,14 @@ def nhits_window_predictions(nf: Any, split: Split, spec: NHITSSpec, alias: str 
     return out[PRED_COLUMNS]
 
 
-def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS") -> pd.DataFrame:
+def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS", predict: Any = None,
+                              model: str = "nhits") -> pd.DataFrame:
     """Predictions of a saved-and-loaded ``nf`` (no training dataset attached) on the test windows of
     ``split``: one ``predict`` per cutoff on the history up to it, so a champion can be scored on a
     challenger's windows. Steps are matched to the next ``h`` bars positionally, as in cross-validation (a
     holiday inside the horizon is simply absent); a model with exogenous columns reads them from ``split.full``
-    (future ones from those next bars, whose values are known in advance)."""
+    (future ones from those next bars, whose values are known in advance). ``predict``: the stored forecaster's
+    own (`storage.pyfunc`: an ensemble version mixes in its baseline) instead of ``nf``'s; ``model`` names the rows."""
     from models.forecasting import forecast
 
     hist, futr = exog_of(nf)
@@ -130,10 +134,11 @@ def loaded_window_predictions(nf: Any, split: Split, alias: str = "NHITS") -> pd
         model_input = history
         if futr:
             model_input = pd.concat([history, after[["unique_id", "ds", *futr]].assign(y=np.nan)], ignore_index=True)
-        fc = forecast(nf, model_input, alias=alias).drop(columns="ds").assign(cutoff=cutoff)
+        fc = (predict(model_input) if predict is not None else forecast(nf, model_input, alias=alias))
+        fc = fc.drop(columns="ds").assign(cutoff=cutoff)
         parts.append(fc.merge(after[["unique_id", "step", "ds", "y"]], on=["unique_id", "step"], how="inner"))
     out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "model", "nhits")
+    out.insert(0, "model", model)
     return out[PRED_COLUMNS]
 
 
@@ -156,32 +161,66 @@ def baseline_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITS
 
 
 def field_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpec, freq: str, target: str | None,
-                             close: pd.DataFrame | None = None) -> pd.DataFrame:
+                             close: pd.DataFrame | None = None, names: tuple[str, ...] | None = None) -> pd.DataFrame:
     """The field's baselines for ``target`` on the same ``(unique_id, cutoff, step)`` as ``windows``, fitted on
     the training part only: HAR, EWMA (RiskMetrics and fitted), GARCH(1,1) for volatility (`models.volatility`;
     GARCH reads the ``close`` frame's returns, skipped without it), the random walk with drift for close
-    (`models.random_walk`). None for another target."""
+    (`models.random_walk`) and statsforecast's AutoETS, AutoTheta, AutoARIMA (`models.statistical`) for close.
+    ``names``: only these of the target's models. Empty for another target."""
     if target == "volatility":
         from models.volatility import volatility_forecasts
 
-        names = VOLATILITY_BASELINES if close is not None else tuple(m for m in VOLATILITY_BASELINES if m != "garch")
+        names = names or (VOLATILITY_BASELINES if close is not None else
+                          tuple(m for m in VOLATILITY_BASELINES if m != "garch"))
         closes = None if close is None else close[close["unique_id"].isin(split.full["unique_id"].unique())]
         fc = volatility_forecasts(split.full, windows[["unique_id", "cutoff"]].drop_duplicates(), h=spec.h,
                                   freq=freq, train_end=split.train_end, close=closes, models=names)
     elif target == "close":
-        from models.random_walk import price_forecasts
+        from models.random_walk import RANDOM_WALK, price_forecasts
+        from models.statistical import statistical_forecasts
 
-        names = PRICE_BASELINES
-        fc = price_forecasts(split.full, windows[["unique_id", "cutoff"]].drop_duplicates(), h=spec.h)
+        names = names or PRICE_BASELINES
+        keys = windows[["unique_id", "cutoff"]].drop_duplicates()
+        fc = price_forecasts(split.full, keys, h=spec.h, models=tuple(m for m in names if m in RANDOM_WALK))
+        statistical = tuple(m for m in names if m in STATISTICAL_BASELINES)
+        if statistical:
+            fc = fc.merge(statistical_forecasts(split.full, keys, h=spec.h, season_length=spec.season_length,
+                                                train_end=split.train_end, models=statistical),
+                          on=["unique_id", "cutoff", "step"], how="outer")
     else:
         return pd.DataFrame(columns=PRED_COLUMNS)
     return _long(windows, fc, names)
 
 
+def validation_split(split: Split, spec: NHITSSpec) -> Split:
+    """The ensemble's validation windows: a :class:`Split` of ``split.train`` whose windows cover its last
+    ``spec.val_size`` steps (``max(1, val_size // h)`` windows of ``h``, ``h`` apart), out of NHITS's training
+    windows (neuralforecast holds ``val_size`` out); ValueError when ``val_size < h``."""
+    if spec.val_size < spec.h:
+        raise ValueError(f"the ensemble needs validation windows: val_size {spec.val_size} < h {spec.h}")
+    return time_split(split.train, h=spec.h, n_windows=max(1, spec.val_size // spec.h), step_size=spec.h)
+
+
+def fit_ensemble(nf: Any, split: Split, spec: NHITSSpec, freq: str, target: str | None, metric: str) -> Any:
+    """The `models.ensemble.Ensemble` of a fitted ``nf``: NHITS and every candidate (served) baseline forecast the
+    validation windows of ``split`` (the baselines fitted on data before them), and `models.ensemble.choose`
+    picks the baseline and weight with the lowest ``metric`` there."""
+    from models.ensemble import candidates, choose
+
+    val = validation_split(split, spec)
+    nhits = loaded_window_predictions(nf, val)
+    nhits = nhits[nhits["step"] <= spec.h]
+    parts = [nhits, baseline_window_predictions(val, nhits, spec)]
+    if "ewma" in candidates(target):
+        parts.append(field_window_predictions(val, nhits, spec, freq, target, names=("ewma",)))
+    return choose(pd.concat(parts, ignore_index=True), metric, naive_scale(val.train, seasonality=1), target)
+
+
 def evaluate(nf: Any, split: Split, spec: NHITSSpec, *, freq: str | None = None, target: str | None = None,
-             close: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             close: pd.DataFrame | None = None, ensemble: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(evaluation table, long predictions)`` of a fitted ``nf``, the naive baselines and (with ``target``) the
-    field's baselines, all on the windows of ``split``."""
+    field's baselines, all on the windows of ``split``; with ``ensemble`` (`models.ensemble.Ensemble`) also its
+    forecasts (model ``ensemble``)."""
     from models.scores import score_table
 
     nhits = nhits_window_predictions(nf, split, spec)
@@ -189,6 +228,10 @@ def evaluate(nf: Any, split: Split, spec: NHITSSpec, *, freq: str | None = None,
     if target is not None:
         parts.append(field_window_predictions(split, nhits, spec, freq or spec.freq, target, close))
     preds = pd.concat(parts, ignore_index=True)
+    if ensemble is not None:
+        from models.ensemble import combine
+
+        preds = pd.concat([preds, combine(preds, ensemble)], ignore_index=True)
     table = score_table(preds, naive_scale(split.train, seasonality=1), target=target)
     return table, preds
 
@@ -210,9 +253,11 @@ def fit_nhits(train: pd.DataFrame, spec: NHITSSpec, freq: str, *, accelerator: s
 def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str = "auto",
                        log_fn: LogFn | None = None, freq: str | None = None,
                        log_every_n_steps: int = 50, target: str | None = None,
-                       close: pd.DataFrame | None = None) -> TrainResult:
+                       close: pd.DataFrame | None = None, ensemble_metric: str | None = None) -> TrainResult:
     """Split ``frame`` by time, fit NHITS on the training part, evaluate it and the baselines (with ``target``:
     also the field's baselines for it; ``close``: the close frame of the same series, for GARCH on returns).
+    With ``ensemble_metric`` (the gate's loss) also the ensemble candidate chosen by it on validation windows
+    before the test part (`models.ensemble`; none when ``spec.val_size < spec.h``, ``ensemble_note`` says so).
 
     ``freq`` defaults to ``frame.attrs['freq']`` (set by ``to_training_frame``),
     then ``spec.freq``.
@@ -223,7 +268,13 @@ def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str
     nf = fit_nhits(split.train, spec, freq, accelerator=accelerator, log_fn=log_fn,
                    log_every_n_steps=log_every_n_steps)
     train_seconds = time.perf_counter() - start
-    table, preds = evaluate(nf, split, spec, freq=freq, target=target, close=close)
+    ensemble, note = None, ""
+    if ensemble_metric is not None:
+        try:
+            ensemble = fit_ensemble(nf, split, spec, freq, target, ensemble_metric)
+        except ValueError as exc:  # no validation windows, or no baseline covers them: no ensemble, said why
+            note = str(exc)
+    table, preds = evaluate(nf, split, spec, freq=freq, target=target, close=close, ensemble=ensemble)
     model = nf.models[0]
     train_traj, val_traj = getattr(model, "train_trajectories", []), getattr(model, "valid_trajectories", [])
     return TrainResult(
@@ -231,5 +282,5 @@ def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str
         train_seconds=train_seconds, eval_seconds=time.perf_counter() - start - train_seconds,
         spec=spec, freq=freq, dropped_series=split.dropped_series, scale=naive_scale(split.train, seasonality=1),
         train_loss=float(train_traj[-1][1]) if train_traj else None,
-        val_loss=float(val_traj[-1][1]) if val_traj else None,
+        val_loss=float(val_traj[-1][1]) if val_traj else None, ensemble=ensemble, ensemble_note=note,
     )

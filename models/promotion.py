@@ -16,11 +16,18 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINE_KIND, BASELINES, NHITS_KIND, PRICE_BASELINES, VOLATILITY_BASELINES
+from domain.vocabulary import (
+    BASELINE_KIND,
+    BASELINES,
+    NHITS_KIND,
+    PRICE_BASELINES,
+    SERVED_BASELINES,
+    VOLATILITY_BASELINES,
+)
 
 PROMOTED, REFUSED, BOOTSTRAP = "promoted", "refused", "bootstrap"  # model_promotions.decision
 ALL_BASELINES = (*BASELINES, *VOLATILITY_BASELINES, *PRICE_BASELINES)
-SERVABLE_BASELINES = BASELINES  # those the forecast service runs (ONNX graphs: serving.graph.BaselineGraph)
+SERVABLE_BASELINES = SERVED_BASELINES  # those the forecast service runs (ONNX graphs: serving.graph.BaselineGraph)
 METRIC_NAMES = {"mase": "MASE", "qlike": "QLIKE", "mae": "MAE", "mse": "MSE", "mse_var": "MSE(var)", "crps": "CRPS"}
 
 
@@ -143,17 +150,19 @@ def _mase(points: pd.DataFrame, scale: pd.Series) -> float:
 
 def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, windows: Windows, rule: GateRule,
            champion: Version | None = None, champion_points: pd.DataFrame | None = None,
-           champion_trained_until: pd.Timestamp | None = None) -> Decision:
+           champion_trained_until: pd.Timestamp | None = None, challenger_model: str = NHITS_KIND) -> Decision:
     """The verdict on a challenger from its per-point forecasts and those of every baseline (``points``, model
-    ``nhits`` and the baseline names) and, for an NHITS champion, the champion's on the same windows
+    ``challenger_model``: ``nhits``, or ``ensemble`` for an ensemble version, and the baseline names) and, for an
+    NHITS or ensemble champion, the champion's on the same windows
     (``champion_points``; a baseline champion's are in ``points`` already). Promoted only when the challenger's
     loss is lower than the best baseline's and the champion's, each with a one-sided DM p-value below ``alpha``.
     A comparison that cannot be made on identical windows is a refusal that says why."""
     from models.significance import WindowMismatch, dm_on_windows
 
-    challenger = points[points["model"] == NHITS_KIND]
+    challenger = points[points["model"] == challenger_model]
     if challenger.empty:
-        raise ValueError(f"no nhits forecasts for v{challenger_version}: the evaluation lacks the challenger")
+        raise ValueError(f"no {challenger_model} forecasts for v{challenger_version}: the evaluation lacks the "
+                         "challenger")
     score = float(scores(challenger, rule.metric, scale).iloc[0])
     best, best_score = best_baseline(points, rule.metric, scale)
     label = rule.label
@@ -222,21 +231,25 @@ def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, wind
                     **base)
 
 
-def rescore(nf: Any, frame: pd.DataFrame, windows: Windows) -> pd.DataFrame:
-    """A stored NHITS's (``nf``) per-point forecasts on ``windows`` of ``frame`` (``unique_id, cutoff, ds, step, y,
-    yhat, lo, hi``): the champion on the challenger's windows."""
+def rescore(model: Any, frame: pd.DataFrame, windows: Windows) -> pd.DataFrame:
+    """A stored NHITS's or ensemble's per-point forecasts on ``windows`` of ``frame`` (``unique_id, cutoff, ds,
+    step, y, yhat, lo, hi``): the champion on the challenger's windows. ``model``: the stored forecaster
+    (`storage.pyfunc.NHITSModel`: its own ``predict``, an ensemble's included) or a bare NeuralForecast."""
     from models.evaluation import loaded_window_predictions, time_split
 
     split = time_split(frame, h=windows.h, n_windows=windows.n_windows, step_size=windows.step)
-    preds = loaded_window_predictions(nf, split)
+    stored = hasattr(model, "nf")
+    preds = loaded_window_predictions(model.nf if stored else model, split,
+                                      predict=model.predict if stored else None)
     return preds[preds["step"] <= windows.h]
 
 
 def bootstrap_champion(points: pd.DataFrame, scale: pd.Series, rule: GateRule, *, h: int, input_size: int,
                        season_length: int, freq: str) -> BaselineChampion:
     """The best servable baseline on the first challenger's windows (by the gate's loss), as the champion to
-    register while there is none. The field's baselines (HAR, EWMA, GARCH, random walk with drift) are judged,
-    not served."""
+    register while there is none (`SERVABLE_BASELINES`: the naive three and, for volatility, RiskMetrics EWMA).
+    The other field baselines (HAR, fitted EWMA, GARCH, random walk with drift, statsforecast's) are judged, not
+    served: a challenger must beat them all, but they do not hold the alias."""
     best, best_score = best_baseline(points, rule.metric, scale, SERVABLE_BASELINES)
     mine = points[points["model"] == best]
     params = {"name": best, "h": h, "input_size": input_size, "season_length": season_length, "freq": freq}

@@ -1,29 +1,28 @@
 """The statistical price baseline of the field: the random walk with drift (Hyndman & Athanasopoulos, FPP 5.2),
 refitted at every origin with the data up to it: ``yhat_k = y_T + k * (y_T - y_1) / (T - 1)``.
 
-Nixtla's statsforecast (AutoETS, AutoTheta, AutoARIMA, RandomWalkWithDrift) was the plan; its 2.1 release pins
-pandas < 3 (and imports fugue, also pandas < 3), and the project runs on pandas 3.1: under pandas 2.3 four of the
-fault corpus's ingest guards (NUL bytes, 1e400, far-future stamps) regressed. The closed form needs no library and
-gives statsforecast's RandomWalkWithDrift forecasts exactly."""
+The closed form needs no library and gives statsforecast's RandomWalkWithDrift forecasts exactly; statsforecast's
+AutoETS, AutoTheta and AutoARIMA are in `models.statistical`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import PRICE_BASELINES
 from models.baselines import forecast_frame, origins
+
+RANDOM_WALK = ("rw_drift",)
 
 
 def price_forecasts(history: pd.DataFrame, windows: pd.DataFrame, *, h: int,
-                    models: tuple[str, ...] = PRICE_BASELINES) -> pd.DataFrame:
+                    models: tuple[str, ...] = RANDOM_WALK) -> pd.DataFrame:
     """Forecast ``h`` steps after every ``(unique_id, cutoff)`` of ``windows`` from ``history`` (``unique_id, ds,
     y``) up to the cutoff: the keys and contract of `models.baselines.baseline_forecasts` (the last observation
     ``<= cutoff`` is the origin; windows without one are dropped; steps are positional). A series with a single
     point up to its cutoff has no drift (0)."""
-    unknown = [m for m in models if m not in PRICE_BASELINES]
+    unknown = [m for m in models if m not in RANDOM_WALK]
     if unknown:
-        raise ValueError(f"unknown price model(s) {unknown}; known: {list(PRICE_BASELINES)}")
+        raise ValueError(f"unknown random-walk model(s) {unknown}; known: {list(RANDOM_WALK)}")
     if not isinstance(h, int | np.integer) or h <= 0:
         raise ValueError(f"h must be a positive integer (got {h!r})")
     parts = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINES, PRICE_BASELINES, VOLATILITY_BASELINES
+from domain.vocabulary import BASELINES, ENSEMBLE_KIND, PRICE_BASELINES, VOLATILITY_BASELINES
 from models.losses import interval_width, mean_loss, point_losses
 from models.metrics import score_predictions
 
@@ -18,8 +18,11 @@ EXTRA = ("qlike", "mse_var", "crps", "interval_width")
 
 
 def family(model: str) -> str:
-    """``neural`` (NHITS, the benchmark's models), ``naive`` (models.baselines) or ``field`` (HAR, EWMA, GARCH,
-    random walk with drift): how reports group the rows."""
+    """``neural`` (NHITS, the benchmark's models), ``ensemble`` (NHITS + a served baseline), ``naive``
+    (models.baselines) or ``field`` (HAR, EWMA, GARCH, random walk with drift, statsforecast's): how reports group
+    the rows."""
+    if model == ENSEMBLE_KIND:
+        return "ensemble"
     if model in BASELINES:
         return "naive"
     if model in VOLATILITY_BASELINES or model in PRICE_BASELINES:

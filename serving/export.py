@@ -1,5 +1,5 @@
-"""Export a registered model (NHITS or baseline) to ONNX with a dynamic batch, verify it, and derive the
-optional fast variants (dynamic INT8, TorchScript).
+"""Export a registered model (NHITS, baseline, or an ensemble of the two) to ONNX with a dynamic batch, verify it,
+and derive the optional fast variants (dynamic INT8, TorchScript).
 
 Verification is part of the export: on the check windows (:mod:`serving.windows`: post-training windows and, as
 this is a numerical equality test, in-sample ones too) the ONNX outputs must equal the torch outputs at several
@@ -7,10 +7,11 @@ batch sizes **per series**: ``max |onnx - torch| / max |torch|`` over each serie
 1e-5) for every series, so a series at level 0.001 beside one at 60000 cannot hide its error. Otherwise
 :class:`ExportError` is raised and nothing is stored.
 
-INT8 is offered only when, on the **post-training** windows alone (every forecast step after the version's
-``train_end``), for every series ``s``: ``mean |int8 - fp32| / mean |fp32|`` of its forecasts (all steps and
-outputs) ``<= int8_tolerance`` (default 1%). With no post-training window INT8 is not offered (the note says
-why); fp32 is still exported, its equality check needs no held-out data.
+INT8 (NHITS and ensemble graphs; a baseline graph has no weights to quantize) is offered only when, on the
+**post-training** windows alone (every forecast step after the version's ``train_end``), for every series ``s``:
+``mean |int8 - fp32| / mean |fp32|`` of its forecasts (all steps and outputs) ``<= int8_tolerance`` (default 1%).
+With no post-training window INT8 is not offered (the note says why); fp32 is still exported, its equality check
+needs no held-out data.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class ExportError(RuntimeError):
 class ExportReport:
     """What an export produced and measured; stored beside the ONNX file as ``export.json``."""
 
-    kind: str  # 'nhits' or 'baseline'
+    kind: str  # 'nhits', 'baseline' or 'ensemble' (NHITS + a served baseline)
     h: int
     input_size: int
     n_outputs: int
@@ -74,19 +75,26 @@ class ExportReport:
 
 def graph_for(model: Any) -> tuple[Any, str, list[str]]:
     """The serving graph of an MLflow pyfunc's python model (``NHITSModel`` or ``BaselineModel``):
-    ``(module, kind, output_names)``. ``output_names`` label the last axis (``['yhat']`` or quantiles)."""
-    from serving.graph import BaselineGraph, from_nhits
+    ``(module, kind, output_names)``, kind ``'nhits'``, ``'ensemble'`` (an ``NHITSModel`` with ``.ensemble``:
+    an :class:`serving.graph.EnsembleGraph`) or ``'baseline'``. ``output_names`` label the last axis
+    (``['yhat']`` or quantiles)."""
+    from domain.vocabulary import BASELINE_KIND, ENSEMBLE_KIND, NHITS_KIND
+    from serving.graph import BaselineGraph, EnsembleGraph, from_nhits
     from storage.pyfunc import BaselineModel, NHITSModel
 
     if isinstance(model, NHITSModel):
         nhits = model.nf.models[0]
         names = list(getattr(nhits.loss, "output_names", [""]) or [""])
         labels = ["yhat"] if len(names) == 1 else [_quantile_label(n) for n in names]
-        return from_nhits(nhits), "nhits", labels
+        if model.ensemble is None:
+            return from_nhits(nhits), NHITS_KIND, labels
+        f = model.baseline
+        baseline = BaselineGraph(f.name, f.h, f.input_size, f.season_length).eval()
+        return EnsembleGraph(from_nhits(nhits), baseline, model.weight).eval(), ENSEMBLE_KIND, labels
     if isinstance(model, BaselineModel):
         f = model.forecaster
-        return BaselineGraph(f.name, f.h, f.input_size, f.season_length).eval(), "baseline", ["yhat"]
-    raise ExportError(f"cannot export {type(model).__name__}: expected an NHITS or a baseline pyfunc model")
+        return BaselineGraph(f.name, f.h, f.input_size, f.season_length).eval(), BASELINE_KIND, ["yhat"]
+    raise ExportError(f"cannot export {type(model).__name__}: expected an NHITS, ensemble or baseline pyfunc model")
 
 
 def _quantile_label(name: str) -> str:
@@ -213,6 +221,8 @@ def export_model(model: Any, out_dir: str | Path, checks: CheckWindows, *, tol: 
     ``model.int8.onnx``, and ``export.json``. ``checks`` (:func:`serving.windows.check_windows`): every window
     serves the per-series ONNX = torch check; only its post-training windows serve the INT8 gate (the module
     docstring has both rules; ``export.json`` records them, the window counts and the per-series results)."""
+    from domain.vocabulary import BASELINE_KIND
+
     out_dir = Path(out_dir)
     module, kind, labels = graph_for(model)
     windows, exog = checks.windows, checks.exog
@@ -229,7 +239,7 @@ def export_model(model: Any, out_dir: str | Path, checks: CheckWindows, *, tol: 
                           tolerance=tol, files={"fp32": fp32.name}, **checks.describe())
     report.hist_exog = list(getattr(module, "hist_exog", ()))
     report.futr_exog = list(getattr(module, "futr_exog", ()))
-    if kind == "nhits":
+    if kind != BASELINE_KIND:  # NHITS and ensemble graphs hold weights to quantize
         _int8(report, fp32, out_dir / "model.int8.onnx", checks.post_training_only(), int8_tolerance)
     from ingest.files import atomic_write_text, sha256_of
 

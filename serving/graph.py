@@ -1,4 +1,5 @@
-"""Exportable forecast graphs: a fitted neuralforecast NHITS, or a naive baseline, as one small torch module
+"""Exportable forecast graphs: a fitted neuralforecast NHITS, a served baseline (naive, seasonal naive, window
+mean, EWMA), or an ensemble of the two (:class:`EnsembleGraph`), as one small torch module
 ``windows (B, input_size) float32 -> forecast (B, h, n_outputs)`` in the original units.
 
 Why not export neuralforecast's own module: its NHITS calls ``len(tensor)`` in the block basis and loops over
@@ -24,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from domain.vocabulary import SERVED_BASELINES
 
 SCALERS = ("identity", "standard", "robust")
 
@@ -186,26 +189,72 @@ def from_nhits(model: Any, *, fuse: bool = True) -> ServingNHITS:
                         tuple(model.futr_exog_list or ())).eval()
 
 
+def ewma_weights(input_size: int, lam: float | None = None, init: int | None = None) -> torch.Tensor:
+    """``w`` (input_size,) float64 with ``s_L = y^2 @ w``: the RiskMetrics recursion over a window ``y`` of length
+    ``L`` (``models.volatility``: ``s_0`` = mean of the first ``min(init, L)`` squares, ``s_{t+1} = lam s_t +
+    (1 - lam) y_t^2``) unrolled: ``w_j = (1 - lam) lam^(L-1-j) + lam^L / k`` for ``j < k = min(init, L)``, and
+    ``(1 - lam) lam^(L-1-j)`` after."""
+    from models.volatility import EWMA_INIT, EWMA_LAMBDA
+
+    lam = EWMA_LAMBDA if lam is None else lam
+    k = min(EWMA_INIT if init is None else init, input_size)
+    j = torch.arange(input_size, dtype=torch.float64)
+    w = (1.0 - lam) * lam ** (input_size - 1 - j)
+    w[:k] += lam**input_size / k
+    return w
+
+
 class BaselineGraph(nn.Module):
-    """naive / seasonal naive / window mean as a graph of the same signature, so a baseline champion serves
-    through the same runtime as NHITS (``(B, L) -> (B, h, 1)``)."""
+    """naive / seasonal naive / window mean / EWMA (``SERVED_BASELINES``) as a graph of the same signature, so a
+    baseline champion serves through the same runtime as NHITS (``(B, L) -> (B, h, 1)``). EWMA is one linear map
+    of the squared window, ``sqrt(sum_j w_j y_j^2)`` (:func:`ewma_weights`), flat over ``h``: an elementwise
+    product and a sum rather than a MatMul, so dynamic INT8 quantization (which quantizes MatMul weights) leaves
+    it in float32 inside an ensemble."""
 
     def __init__(self, name: str, h: int, input_size: int, season_length: int) -> None:
         super().__init__()
-        if name not in ("naive", "seasonal_naive", "window_mean"):
-            raise ValueError(f"unknown baseline {name!r}")
+        if name not in SERVED_BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; served: {list(SERVED_BASELINES)}")
         if name == "seasonal_naive" and season_length > input_size:
             raise ValueError(f"seasonal_naive needs season_length {season_length} <= input_size {input_size}")
         self.name, self.h, self.input_size, self.n_outputs = name, h, input_size, 1
         steps = torch.arange(1, h + 1)
         lag = steps - season_length * torch.ceil(steps / season_length).long()  # in (-m, 0]
         self.register_buffer("index", (input_size - 1 + lag).long(), persistent=False)
+        self.register_buffer("ewma", ewma_weights(input_size).float()[None, :], persistent=False)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         if self.name == "naive":
             out = windows[:, -1:].expand(-1, self.h)
         elif self.name == "window_mean":
             out = windows.mean(dim=1, keepdim=True).expand(-1, self.h)
+        elif self.name == "ewma":
+            out = torch.sqrt((windows * windows * self.ewma).sum(dim=1, keepdim=True)).expand(-1, self.h)
         else:
             out = windows.index_select(1, self.index)
         return out.unsqueeze(-1)
+
+
+class EnsembleGraph(nn.Module):
+    """NHITS combined with a served baseline: ``w * nhits(windows, ...) + (1 - w) * baseline(windows)``, the
+    baseline's single output broadcast over NHITS's outputs (yhat, or the quantiles). Same inputs and attributes as
+    the NHITS graph (``windows (B, input_size)``, and ``hist_exog`` / ``futr_exog`` when the NHITS reads them); the
+    baseline reads the last ``baseline.input_size`` values of the window (at most ``input_size``)."""
+
+    def __init__(self, nhits: ServingNHITS, baseline: BaselineGraph, weight: float) -> None:
+        super().__init__()
+        weight = float(weight)
+        if not 0.0 <= weight <= 1.0:  # NaN fails too
+            raise ValueError(f"ensemble weight must be a finite number in [0, 1] (got {weight!r})")
+        if baseline.h != nhits.h:
+            raise ValueError(f"ensemble baseline h {baseline.h} != the NHITS's h {nhits.h}")
+        if baseline.input_size > nhits.input_size:
+            raise ValueError(f"ensemble baseline input_size {baseline.input_size} > the NHITS's {nhits.input_size}")
+        self.nhits, self.baseline, self.weight = nhits, baseline, weight
+        self.h, self.input_size, self.n_outputs = nhits.h, nhits.input_size, nhits.n_outputs
+        self.hist_exog, self.futr_exog = nhits.hist_exog, nhits.futr_exog
+
+    def forward(self, windows: torch.Tensor, hist_exog: torch.Tensor | None = None,
+                futr_exog: torch.Tensor | None = None) -> torch.Tensor:
+        base = self.baseline(windows[:, self.input_size - self.baseline.input_size:])  # (B, h, 1)
+        return self.weight * self.nhits(windows, hist_exog, futr_exog) + (1.0 - self.weight) * base

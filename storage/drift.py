@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from domain.vocabulary import NHITS_KIND, TARGETS, model_name
+from domain.vocabulary import TARGETS, model_name
 from models.drift import Thresholds, class_verdict, features, input_drift, performance_drift
 from models.frames import to_training_frame
 from storage.duck import insert_frame
@@ -40,8 +40,7 @@ def reference_end(query: Query, asset_class: str, champions: Champions) -> pd.Ti
 
 def champion_test_mae(query: Query, asset_class: str, target: str, champion: ModelVersion) -> float | None:
     """The MAE the champion's model (NHITS, or its baseline) had on its latest test windows, or None."""
-    # the `model` of its evaluation rows: "nhits" (models.evaluation) or the baseline's name
-    model = "nhits" if champion.kind == NHITS_KIND else (champion.baseline or "naive")
+    model = champion.evaluated_as  # the `model` of its evaluation rows: nhits, ensemble or the baseline's name
     found = query("SELECT mae FROM model_evaluations WHERE model_name = ? AND model = ? "
                   "ORDER BY evaluated_at DESC LIMIT 1", [model_name(asset_class, target), model])
     return float(found.mae.iloc[0]) if len(found) else None

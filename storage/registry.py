@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from domain.vocabulary import ENSEMBLE_KIND, NHITS_KIND
 from storage.home import mlflow_uri, tradecast_home
 from storage.versions import FILES_TAG, ModelVersion, check_files, model_files
 
@@ -162,16 +163,17 @@ class Registry:
 
     def log_version(self, name: str, *, kind: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
                     evaluation, plot_png: bytes | None = None, nf=None, baseline: dict | None = None,
-                    run_name: str | None = None) -> str:
+                    ensemble: dict | None = None, run_name: str | None = None) -> str:
         """One MLflow run (params, metrics, evaluation table, plot, model) and a new registered version of
-        ``name``; returns the version number. ``kind`` is 'nhits' (give ``nf``) or 'baseline' (``baseline``).
+        ``name``; returns the version number. ``kind`` is 'nhits' (give ``nf``), 'ensemble' (``nf`` and
+        ``ensemble``: its weight and served baseline, `storage.pyfunc`) or 'baseline' (``baseline``).
 
         Crash-safe: the version is registered last, with its tags in the same commit, once every file is logged
         and the run has ended; a process killed before that leaves a run (marked KILLED by the next run,
         `close_abandoned_runs`) and no version, never a version without its files or tags."""
         import mlflow
 
-        from storage.pyfunc import BASELINE_ARTIFACT, NHITS_ARTIFACT
+        from storage.pyfunc import BASELINE_ARTIFACT, ENSEMBLE_ARTIFACT, NHITS_ARTIFACT
 
         self.close_abandoned_runs()
         with tempfile.TemporaryDirectory() as tmp, \
@@ -183,11 +185,17 @@ class Registry:
             if plot_png:
                 (Path(tmp) / "forecast.png").write_bytes(plot_png)
                 mlflow.log_artifact(str(Path(tmp) / "forecast.png"))
-            if kind == "nhits":
+            if kind in (NHITS_KIND, ENSEMBLE_KIND):
                 from models.forecasting import save_model
 
                 with _writing(Path(tmp) / "nf"):
                     artifacts = {NHITS_ARTIFACT: save_model(nf, Path(tmp) / "nf")}
+                if kind == ENSEMBLE_KIND:
+                    if ensemble is None:
+                        raise ValueError("an ensemble version needs ensemble= (its weight and baseline)")
+                    with _writing(Path(tmp) / "ensemble.json"):
+                        (Path(tmp) / "ensemble.json").write_text(json.dumps(ensemble))
+                    artifacts[ENSEMBLE_ARTIFACT] = str(Path(tmp) / "ensemble.json")
             else:
                 with _writing(Path(tmp) / "baseline.json"):
                     (Path(tmp) / "baseline.json").write_text(json.dumps(baseline))

@@ -34,7 +34,8 @@ class ModelVersion:
 
     @property
     def kind(self) -> str:
-        """``nhits`` or ``baseline`` (tag ``model_kind``; a version without it is NHITS)."""
+        """``nhits``, ``ensemble`` (NHITS + a served baseline) or ``baseline`` (tag ``model_kind``; a version without
+        it is NHITS)."""
         return self.tags.get("model_kind", NHITS_KIND)
 
     @property
@@ -45,6 +46,12 @@ class ModelVersion:
     def baseline(self) -> str | None:
         """The baseline a baseline version forecasts with (``naive``, ``seasonal_naive``, ``window_mean``)."""
         return self.tags.get("baseline") if self.is_baseline else None
+
+    @property
+    def evaluated_as(self) -> str:
+        """The ``model`` of its own rows in `model_evaluations` / `evaluation_forecasts`: ``nhits``, ``ensemble`` or
+        the baseline's name."""
+        return (self.baseline or "naive") if self.is_baseline else self.kind
 
     @property
     def features(self) -> str:

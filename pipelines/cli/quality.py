@@ -15,7 +15,36 @@ from domain.vocabulary import ASSET_CLASSES, TARGETS
 from pipelines.cli.runner import ensure_bars, run_job
 
 COLUMNS = ["model", "model_family", "mase", "qlike", "mae", "crps", "coverage_80", "interval_width", "n_series",
-           "n_windows", "n_points"]
+           "n_windows", "n_points", "p_vs_best_baseline"]
+
+
+def p_values(query, scores):
+    """``scores`` with ``p_vs_best_baseline``: for NHITS and the ensemble, the one-sided DM p-value (HLN) of their
+    loss (QLIKE for volatility, MASE for close) against the best baseline's on the same windows, from the stored
+    per-point forecasts (NaN for baselines, or with too few windows)."""
+    import pandas as pd
+
+    from models.promotion import GateRule, best_baseline
+    from models.significance import dm_on_windows
+    from storage.queries import evaluation_forecasts_of
+
+    out = []
+    for (name, version), part in scores.groupby(["model_name", "version"], sort=False):
+        points, scale = evaluation_forecasts_of(query, name, version)
+        metric = GateRule.for_target(part["target"].iloc[0]).metric
+        best = points[points["model"] == best_baseline(points, metric, scale)[0]]
+        first = part.iloc[0]
+        p = {}
+        for model in ("nhits", "ensemble"):
+            mine = points[points["model"] == model]
+            if len(mine):
+                try:
+                    p[model] = dm_on_windows(mine, best, metric=metric, h=int(first.h), step=int(first.step),
+                                             scale=scale).p_value
+                except ValueError:  # too few windows for the test
+                    p[model] = float("nan")
+        out.append(part.assign(p_vs_best_baseline=part["model"].map(p).astype(float)))
+    return pd.concat(out, ignore_index=True) if out else scores.assign(p_vs_best_baseline=float("nan"))
 
 
 def quality_tables(query) -> tuple:
@@ -68,6 +97,7 @@ def quality(profile: str, asset_classes: tuple[str, ...], out: str, report_only:
             click.echo(f"train_job [{asset_class}|{target}] ({profile}) ...")
             run_job("train_job", key, {"ops": {"nhits_model": {"config": {"profile": profile}}}})
     scores, decisions = quality_tables(wh.query)
+    scores = p_values(wh.query, scores)
     name = f"quality-{'cuda' if torch.cuda.is_available() else 'cpu'}"
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +110,8 @@ def quality(profile: str, asset_classes: tuple[str, ...], out: str, report_only:
     markdown = to_markdown(scores, decisions, "Forecast quality: every model on the same windows") + (
         f"\n\nWritten from {source} on {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC, "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU'}. Gate: one-sided Diebold-Mariano test (HLN correction) of "
-        "NHITS against the best baseline and the champion on the per-origin mean loss.")
+        "the challenger (NHITS, or its ensemble when that won on validation windows) against the best baseline and "
+        "the champion on the per-origin mean loss; `p_vs_best_baseline`: the same test for NHITS and the ensemble.")
     (folder / f"{name}.md").write_text(markdown + "\n")
     click.echo(markdown)
     click.echo(f"\nwrote {folder / f'{name}.json'} and {folder / f'{name}.md'}")

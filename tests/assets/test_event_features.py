@@ -5,6 +5,9 @@ import pandas as pd
 import pytest
 
 from tests.assets.test_training import FAST, _key, _materialize_model, _registry, _sine_frame
+
+# 24 test windows: the gate's DM test against statsforecast's AutoARIMA (which fits the cycles well) needs them
+WINDOWS = {**FAST, "n_windows": 24}
 from tests.conftest import run_job, warehouse_query
 
 
@@ -62,7 +65,8 @@ def test_event_aware_champion_is_rescored_by_the_gate_and_forecasts(home):
                       {"asset_class": "fx", "target": "close"})
         replace_where(con, "event_features", feats.assign(asset_class="fx", freq="B"), {"asset_class": "fx"})
 
-    good = _materialize_model("fx", "close", max_steps=60, use_events=True, mlp_units=[[128, 128]] * 3, **FAST)
+    good = _materialize_model("fx", "close", max_steps=150, use_events=True, mlp_units=[[128, 128]] * 3,
+                              ensemble=False, **WINDOWS)
     registry = _registry()
     champion = registry.alias(name, "champion")
     assert champion.tags["features"] == "events" and champion.tags["event_groups"] == "all"
@@ -70,7 +74,8 @@ def test_event_aware_champion_is_rescored_by_the_gate_and_forecasts(home):
     assert champion.tags["model_kind"] == "nhits", reasons
     assert good.asset_materializations_for_node("champion_model")
 
-    plain = _materialize_model("fx", "close", max_steps=1, **FAST)  # plain, undertrained: the gate re-scores
+    # plain, undertrained: the gate re-scores
+    plain = _materialize_model("fx", "close", max_steps=1, ensemble=False, **WINDOWS)
     [decided] = plain.asset_materializations_for_node("champion_model")  # the event-aware champion and refuses it
     assert decided.metadata["decision"].value == "refused: champion stays"
     assert registry.alias(name, "champion").version == champion.version

@@ -64,12 +64,14 @@ def test_training_on_a_real_slice_registers_a_challenger_without_look_ahead(home
     assert result.asset_materializations_for_node("nhits_model"), "nhits_model did not materialize"
     challenger = _registry().alias("nhits-crypto-volatility", "challenger")
     champion = _registry().alias("nhits-crypto-volatility", "champion")
-    assert challenger is not None and challenger.tags["model_kind"] == "nhits"
+    assert challenger is not None and challenger.tags["model_kind"] in ("nhits", "ensemble")
     assert champion is not None  # there is always a champion (a baseline until NHITS passes the gate)
     evals = warehouse_query("SELECT * FROM model_evaluations WHERE version = ?", [challenger.version])
     # every baseline on the same windows: the naive ones and the field's volatility forecasters (GARCH needs the
-    # close frame's returns, which this run has not built: it is left out, with a warning in the run log)
-    assert set(evals.model) == {"nhits", "naive", "seasonal_naive", "window_mean", "har", "ewma", "ewma_fitted"}
+    # close frame's returns, which this run has not built: it is left out, with a warning in the run log), and the
+    # ensemble candidate chosen on validation windows
+    assert set(evals.model) == {"nhits", "ensemble", "naive", "seasonal_naive", "window_mean", "har", "ewma",
+                                "ewma_fitted"}
     assert np.isfinite(evals[["mse", "mae", "mase", "qlike"]].to_numpy()).all()
     points = warehouse_query("SELECT model, count(*) AS n FROM evaluation_forecasts WHERE version = ? GROUP BY model",
                              [challenger.version])
@@ -85,6 +87,46 @@ def test_training_on_a_real_slice_registers_a_challenger_without_look_ahead(home
 
 
 @pytest.mark.slow
+def test_an_ensemble_that_wins_on_validation_is_registered_and_judged_as_the_challenger(home):
+    """An undertrained NHITS on smooth cycles: mixing in a served baseline lowers its validation loss, so the
+    ensemble is registered beside it (same weights, its weight and baseline as JSON), becomes the challenger, and
+    the gate judges its own forecasts; the stored version predicts w * NHITS + (1 - w) * baseline."""
+    from resources import Settings, Warehouse
+    from storage.duck import replace_where
+
+    name, frame = "nhits-fx-close", _sine_frame()
+    with Warehouse(settings=Settings()).transaction() as con:
+        replace_where(con, "training_frames", frame.assign(asset_class="fx", target="close"),
+                      {"asset_class": "fx", "target": "close"})
+    result = _materialize_model("fx", "close", max_steps=1, **FAST)
+    assert result.success
+    registry = _registry()
+    challenger = registry.alias(name, "challenger")
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("nhits_model")[0].metadata.items()}
+    assert challenger.kind == "ensemble", meta["ensemble"]
+    nhits_version = meta["version"]
+    assert challenger.tags["ensemble_of"] == nhits_version and challenger.version == meta["challenger_version"]
+    weight, baseline = float(challenger.tags["ensemble_weight"]), challenger.tags["ensemble_baseline"]
+    assert 0 <= weight < 1 and baseline in ("naive", "seasonal_naive", "window_mean")
+    decision = warehouse_query("SELECT * FROM model_promotions WHERE version = ? AND decision != 'bootstrap'",
+                               [challenger.version]).iloc[0]
+    points = warehouse_query("SELECT yhat FROM evaluation_forecasts WHERE version = ? AND model = 'ensemble'",
+                             [challenger.version])
+    assert decision.model_kind == "ensemble" and len(points) > 0
+    assert decision.challenger_score == pytest.approx(
+        warehouse_query("SELECT mase FROM model_evaluations WHERE version = ? AND model = 'ensemble'",
+                        [challenger.version]).mase.iloc[0])
+    ensemble, plain = registry.load(name, challenger.version), registry.load(name, nhits_version)
+    assert ensemble.weight == weight
+    both = ensemble.predict(frame).merge(plain.predict(frame), on=["unique_id", "step"], suffixes=("", "_nhits"))
+    from models.served_baselines import BaselineForecaster
+
+    base = BaselineForecaster(baseline, h=FAST["h"], input_size=FAST["input_size"], season_length=5).predict(frame)
+    both = both.merge(base, on=["unique_id", "step"], suffixes=("", "_base"))
+    np.testing.assert_allclose(both.yhat, weight * both.yhat_nhits + (1 - weight) * both.yhat_base, rtol=1e-5)
+
+
+@pytest.mark.slow
 def test_gate_promotes_a_better_model_refuses_a_worse_one_and_the_champion_reloads_identically(home):
     from resources import Settings, Warehouse
     from storage.duck import replace_where
@@ -95,7 +137,7 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_the_champion_reloa
         replace_where(con, "training_frames", frame.assign(asset_class="fx", target="close"),
                       {"asset_class": "fx", "target": "close"})
 
-    good = _materialize_model("fx", "close", max_steps=120, **FAST)
+    good = _materialize_model("fx", "close", max_steps=120, ensemble=False, **FAST)
     registry = _registry()
     champion = registry.alias(name, "champion")
     assert champion.tags["model_kind"] == "nhits", \
@@ -103,7 +145,7 @@ def test_gate_promotes_a_better_model_refuses_a_worse_one_and_the_champion_reloa
     assert champion.version == registry.alias(name, "challenger").version
     assert decision_of(good)["decision"] == "promoted"
 
-    bad = _materialize_model("fx", "close", max_steps=1, **FAST)  # deliberately undertrained
+    bad = _materialize_model("fx", "close", max_steps=1, ensemble=False, **FAST)  # deliberately undertrained
     assert bad.success  # a refusal is a decision, not a failure
     assert decision_of(bad)["decision"] == "refused: champion stays"
     assert decision_of(bad)["champion_version"] == str(champion.version)

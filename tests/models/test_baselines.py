@@ -1,4 +1,5 @@
-"""models.baselines: naive, seasonal naive, window mean; history <= cutoff only."""
+"""models.baselines: naive, seasonal naive, window mean; history <= cutoff only (and the BaselineForecaster of
+models.served_baselines that wraps them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.baselines import BaselineForecaster, baseline_forecasts
+from models.baselines import baseline_forecasts
+from models.served_baselines import BaselineForecaster
 
 
 @pytest.fixture

@@ -134,6 +134,20 @@ def test_the_bootstrap_champion_is_the_best_servable_baseline():
     assert chosen.params == {"name": "seasonal_naive", "h": 2, "input_size": 30, "season_length": 5, "freq": "B"}
     assert set(chosen.metrics) == {"mase", "mae", "mse"} and chosen.decision.passed
     assert chosen.decision.reason.startswith("no champion yet: baseline 'seasonal_naive'")
+    with_ewma = points({"naive": 1.0, "seasonal_naive": 0.5, "window_mean": 0.9, "har": 0.1, "ewma": 0.2})
+    served = bootstrap_champion(with_ewma, SCALE, MAE, h=2, input_size=30, season_length=5, freq="B")
+    assert served.name == "ewma"  # RiskMetrics EWMA runs in the service (an ONNX graph): it may hold the alias
+
+
+def test_an_ensemble_challenger_is_judged_on_its_own_rows():
+    """An ensemble version's forecasts are its `ensemble` rows; the `nhits` rows beside them are not its own."""
+    pts = points({"nhits": 1.0, "ensemble": 0.3, "naive": 1.0, "seasonal_naive": 1.0, "window_mean": 1.0, "har": 1.0})
+    as_nhits = decide("4", pts, SCALE, WINDOWS, MAE)
+    as_ensemble = decide("4", pts, SCALE, WINDOWS, MAE, challenger_model="ensemble")
+    assert as_ensemble.challenger_score < as_nhits.challenger_score
+    assert as_ensemble.best_baseline != "ensemble" and as_nhits.best_baseline != "ensemble"
+    with pytest.raises(ValueError, match="no ensemble forecasts"):
+        decide("4", pts[pts.model != "ensemble"], SCALE, WINDOWS, MAE, challenger_model="ensemble")
 
 
 @pytest.mark.slow

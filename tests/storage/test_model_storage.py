@@ -43,10 +43,10 @@ def _baseline_version(registry) -> tuple[str, dict]:
 def test_a_version_is_code_json_and_safetensors_and_predicts_as_before_saving(home, tmp_path):
     import mlflow
 
-    from models.baselines import BaselineForecaster
     from models.configs import spec_for
     from models.evaluation import fit_nhits
     from models.forecasting import forecast, load_model
+    from models.served_baselines import BaselineForecaster
 
     frame = _sine_frame(n_series=2, length=200)
     nf = fit_nhits(frame, spec_for("fx", "quick", h=5, input_size=20, max_steps=3, n_windows=1, val_size=5), "B",
