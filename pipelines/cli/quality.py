@@ -75,7 +75,8 @@ def to_markdown(scores, decisions, title: str) -> str:
 
 @click.command()
 @click.option("--profile", type=click.Choice(["quick", "full"]), default="quick", show_default=True,
-              help="NHITS training budget.")
+              help="NHITS training budget (with --report-only: the profile the stored models were trained with, "
+                   "for the file name).")
 @click.option("--asset-class", "asset_classes", multiple=True, type=click.Choice(ASSET_CLASSES),
               help="Only these asset classes (default: all).")
 @click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
@@ -98,10 +99,11 @@ def quality(profile: str, asset_classes: tuple[str, ...], out: str, report_only:
             run_job("train_job", key, {"ops": {"nhits_model": {"config": {"profile": profile}}}})
     scores, decisions = quality_tables(wh.query)
     scores = p_values(wh.query, scores)
-    name = f"quality-{'cuda' if torch.cuda.is_available() else 'cpu'}"
+    # make quality (full) -> quality-<cpu|cuda>; the quick profile of make run -> quality-<cpu|cuda>-quick
+    name = f"quality-{'cuda' if torch.cuda.is_available() else 'cpu'}{'' if profile == 'full' else '-quick'}"
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"schema": "tradecast.quality/1", "profile": "as stored" if report_only else profile,
+    doc = {"schema": "tradecast.quality/1", "profile": profile, "report_only": report_only,
            "scores": json.loads(scores.to_json(orient="records", date_format="iso")),
            "decisions": json.loads(decisions.to_json(orient="records", date_format="iso"))}
     (folder / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from tests.assets.test_training import FAST, _key, _materialize_model, _registry, _sine_frame
+from tests.conftest import run_job, warehouse_query
 
 # 24 test windows: the gate's DM test against statsforecast's AutoARIMA (which fits the cycles well) needs them
 WINDOWS = {**FAST, "n_windows": 24}
-from tests.conftest import run_job, warehouse_query
 
 
 def test_event_features_asset_writes_duckdb_and_coverage_metadata(home):

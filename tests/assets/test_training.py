@@ -85,6 +85,23 @@ def test_training_on_a_real_slice_registers_a_challenger_without_look_ahead(home
     meta = result.asset_materializations_for_node("nhits_model")[0].metadata
     assert "data:image/png;base64," in meta["forecast_plot"].value
 
+    # the quality report from the warehouse: every model's row, and the DM p-value of NHITS (and the ensemble)
+    # against the best baseline, recomputed from the stored per-point forecasts, equal to the gate's for the
+    # challenger
+    import json
+
+    from click.testing import CliRunner
+
+    from pipelines.cli import main as cli
+
+    out = home / "results"
+    run = CliRunner().invoke(cli, ["quality", "--report-only", "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    doc = json.loads((out / "quality-cpu-quick.json").read_text())
+    rows = {r["model"]: r for r in doc["scores"]}
+    assert set(rows) == set(evals.model) and rows["har"]["p_vs_best_baseline"] is None
+    assert rows[challenger.evaluated_as]["p_vs_best_baseline"] == pytest.approx(decision.p_value_baseline)
+
 
 @pytest.mark.slow
 def test_an_ensemble_that_wins_on_validation_is_registered_and_judged_as_the_challenger(home):
