@@ -42,7 +42,7 @@ def test_keys_match_the_naive_baselines_and_bad_input_is_named():
     mine = price_forecasts(hist, windows, h=3)
     naive = baseline_forecasts(hist, windows, h=3, input_size=5, season_length=2)
     pd.testing.assert_frame_equal(mine[["unique_id", "cutoff", "step"]], naive[["unique_id", "cutoff", "step"]])
-    with pytest.raises(ValueError, match="unknown price model"):
+    with pytest.raises(ValueError, match=r"unknown random-walk model\(s\) \[.auto_arima.\]"):
         price_forecasts(hist, windows, h=3, models=("auto_arima",))
     with pytest.raises(ValueError, match="h must be a positive integer"):
         price_forecasts(hist, windows, h=0)

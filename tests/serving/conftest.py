@@ -27,7 +27,7 @@ from tests.conftest import ROOT, run_job
 
 NAME = "nhits-crypto-close"
 SYMBOLS = ("BTCUSD", "BTCUSDC", "BTCUSDT")
-TRAIN = {"max_steps": 10, "n_windows": 2}
+TRAIN = {"max_steps": 10, "n_windows": 2, "ensemble": False}  # an NHITS and a baseline version, nothing else
 CRYPTO_1MIN = ROOT / "data" / "crypto" / "crypto_1min_binanceus_2023-03.csv.gz"
 
 
