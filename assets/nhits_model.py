@@ -146,7 +146,8 @@ def _ensemble_text(result, asked: bool) -> str:
     if e is None:
         return "off (NHITSConfig.ensemble)" if not asked else f"none ({result.ensemble_note})"
     loss = e.metric.upper()
-    verdict = "beats NHITS alone" if e.improves else "does not beat NHITS alone: not registered"
+    verdict = ("beats NHITS alone and the baseline alone" if e.improves else
+               f"{'NHITS' if e.weight == 1 else e.baseline} alone is best: no new candidate, not registered")
     return (f"{e.weight:g} x NHITS + {1 - e.weight:g} x {e.baseline}, validation {loss} {e.validation_loss:.4g} vs "
             f"NHITS {e.nhits_validation_loss:.4g} and {e.baseline} {e.baseline_validation_loss:.4g} on {e.n_windows} "
             f"window(s), {e.n_points} points: {verdict}")

@@ -49,8 +49,10 @@ class Ensemble:
 
     @property
     def improves(self) -> bool:
-        """Whether the combination differs from NHITS alone and beat it on the validation windows."""
-        return self.weight < 1.0 and self.validation_loss < self.nhits_validation_loss
+        """A real mix (``0 < w < 1``): then it beat NHITS alone (``w = 1``) and the baseline alone (``w = 0``) on
+        the validation windows (ties go to the larger ``w``). ``w = 1`` is NHITS itself, ``w = 0`` the baseline
+        itself: both are judged already, so neither is a new candidate."""
+        return 0.0 < self.weight < 1.0
 
 
 def candidates(target: str | None) -> tuple[str, ...]:

@@ -219,8 +219,8 @@ def fit_ensemble(nf: Any, split: Split, spec: NHITSSpec, freq: str, target: str 
 def evaluate(nf: Any, split: Split, spec: NHITSSpec, *, freq: str | None = None, target: str | None = None,
              close: pd.DataFrame | None = None, ensemble: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(evaluation table, long predictions)`` of a fitted ``nf``, the naive baselines and (with ``target``) the
-    field's baselines, all on the windows of ``split``; with ``ensemble`` (`models.ensemble.Ensemble`) also its
-    forecasts (model ``ensemble``)."""
+    field's baselines, all on the windows of ``split``; with an ``ensemble`` (`models.ensemble.Ensemble`) that
+    mixes (``0 < w < 1``) also its forecasts (model ``ensemble``)."""
     from models.scores import score_table
 
     nhits = nhits_window_predictions(nf, split, spec)
@@ -228,7 +228,7 @@ def evaluate(nf: Any, split: Split, spec: NHITSSpec, *, freq: str | None = None,
     if target is not None:
         parts.append(field_window_predictions(split, nhits, spec, freq or spec.freq, target, close))
     preds = pd.concat(parts, ignore_index=True)
-    if ensemble is not None:
+    if ensemble is not None and ensemble.improves:  # a real mix: w = 1 is NHITS, w = 0 the baseline, both here
         from models.ensemble import combine
 
         preds = pd.concat([preds, combine(preds, ensemble)], ignore_index=True)

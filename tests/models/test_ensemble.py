@@ -56,12 +56,16 @@ def test_the_chosen_weight_is_the_validation_minimiser_found_by_hand(metric):
     assert (e.n_windows, e.n_points) == (40, 240)
 
 
-def test_a_baseline_that_only_adds_noise_gets_weight_zero_share():
+def test_a_hopeless_side_gets_no_share_and_no_candidate():
     points = toy_points()
     points = points[points.model != "window_mean"]
     points.loc[points.model == "naive", "yhat"] += 50.0  # hopeless
     e = choose(points, "mae", pd.Series(1.0, index=["a", "b"]), "close")
     assert e.weight == 1.0 and not e.improves  # NHITS alone: the ensemble is not a candidate
+    only_base = toy_points()
+    only_base.loc[only_base.model == "nhits", "yhat"] += 50.0
+    e = choose(only_base[only_base.model != "naive"], "mae", pd.Series(1.0, index=["a", "b"]), "close")
+    assert e.weight == 0.0 and not e.improves  # the baseline alone: judged already, no new candidate
 
 
 def test_combine_mixes_every_output_with_the_baseline_point_forecast():
@@ -118,8 +122,9 @@ def test_the_ensemble_is_chosen_before_the_test_part_and_scored_on_its_windows(f
     assert e.n_windows == 2 and e.n_points == 3 * 2 * 5
     preds = result.predictions
     ens, nh = (preds[preds.model == m].sort_values(KEYS, ignore_index=True) for m in ("ensemble", "nhits"))
-    assert ens[KEYS].equals(nh[KEYS])
-    assert "ensemble" in set(result.evaluation.model)
+    assert ("ensemble" in set(result.evaluation.model)) == e.improves  # rows only for a real mix (0 < w < 1)
+    if e.improves:
+        assert ens[KEYS].equals(nh[KEYS])
 
     planted = frame.copy()
     planted.loc[planted.ds > result.train_end, "y"] *= 10
