@@ -23,7 +23,8 @@ BASELINES: tuple[str, ...] = ("naive", "seasonal_naive", "window_mean")
 VOLATILITY_BASELINES: tuple[str, ...] = ("har", "ewma", "ewma_fitted", "garch")
 # Nixtla statsforecast's models (models.statistical), the statistical peer of neuralforecast, for prices
 STATISTICAL_BASELINES: tuple[str, ...] = ("auto_ets", "auto_theta", "auto_arima")
-PRICE_BASELINES: tuple[str, ...] = ("rw_drift", *STATISTICAL_BASELINES)
+RANDOM_WALK_BASELINES: tuple[str, ...] = ("rw_drift",)  # models.random_walk
+PRICE_BASELINES: tuple[str, ...] = (*RANDOM_WALK_BASELINES, *STATISTICAL_BASELINES)
 # the baselines the forecast service runs as ONNX graphs (serving.graph.BaselineGraph): any of them can be champion
 SERVED_BASELINES: tuple[str, ...] = (*BASELINES, "ewma")
 # the neural models of the benchmark comparison (models.benchmark)

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domain.vocabulary import BASELINES, PRICE_BASELINES, STATISTICAL_BASELINES, VOLATILITY_BASELINES
+from domain.vocabulary import (
+    BASELINES,
+    PRICE_BASELINES,
+    RANDOM_WALK_BASELINES,
+    STATISTICAL_BASELINES,
+    VOLATILITY_BASELINES,
+)
 from models.baselines import baseline_forecasts
 from models.configs import NHITSSpec
 from models.metrics import naive_scale
@@ -176,12 +182,12 @@ def field_window_predictions(split: Split, windows: pd.DataFrame, spec: NHITSSpe
         fc = volatility_forecasts(split.full, windows[["unique_id", "cutoff"]].drop_duplicates(), h=spec.h,
                                   freq=freq, train_end=split.train_end, close=closes, models=names)
     elif target == "close":
-        from models.random_walk import RANDOM_WALK, price_forecasts
+        from models.random_walk import price_forecasts
         from models.statistical import statistical_forecasts
 
         names = names or PRICE_BASELINES
         keys = windows[["unique_id", "cutoff"]].drop_duplicates()
-        fc = price_forecasts(split.full, keys, h=spec.h, models=tuple(m for m in names if m in RANDOM_WALK))
+        fc = price_forecasts(split.full, keys, h=spec.h, models=tuple(m for m in names if m in RANDOM_WALK_BASELINES))
         statistical = tuple(m for m in names if m in STATISTICAL_BASELINES)
         if statistical:
             fc = fc.merge(statistical_forecasts(split.full, keys, h=spec.h, season_length=spec.season_length,

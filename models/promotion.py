@@ -27,7 +27,6 @@ from domain.vocabulary import (
 
 PROMOTED, REFUSED, BOOTSTRAP = "promoted", "refused", "bootstrap"  # model_promotions.decision
 ALL_BASELINES = (*BASELINES, *VOLATILITY_BASELINES, *PRICE_BASELINES)
-SERVABLE_BASELINES = SERVED_BASELINES  # those the forecast service runs (ONNX graphs: serving.graph.BaselineGraph)
 METRIC_NAMES = {"mase": "MASE", "qlike": "QLIKE", "mae": "MAE", "mse": "MSE", "mse_var": "MSE(var)", "crps": "CRPS"}
 
 
@@ -234,23 +233,21 @@ def decide(challenger_version: str, points: pd.DataFrame, scale: pd.Series, wind
 def rescore(model: Any, frame: pd.DataFrame, windows: Windows) -> pd.DataFrame:
     """A stored NHITS's or ensemble's per-point forecasts on ``windows`` of ``frame`` (``unique_id, cutoff, ds,
     step, y, yhat, lo, hi``): the champion on the challenger's windows. ``model``: the stored forecaster
-    (`storage.pyfunc.NHITSModel`: its own ``predict``, an ensemble's included) or a bare NeuralForecast."""
+    (`storage.pyfunc.NHITSModel`: ``.nf`` and its own ``predict``, an ensemble's mix included)."""
     from models.evaluation import loaded_window_predictions, time_split
 
     split = time_split(frame, h=windows.h, n_windows=windows.n_windows, step_size=windows.step)
-    stored = hasattr(model, "nf")
-    preds = loaded_window_predictions(model.nf if stored else model, split,
-                                      predict=model.predict if stored else None)
+    preds = loaded_window_predictions(model.nf, split, predict=model.predict)
     return preds[preds["step"] <= windows.h]
 
 
 def bootstrap_champion(points: pd.DataFrame, scale: pd.Series, rule: GateRule, *, h: int, input_size: int,
                        season_length: int, freq: str) -> BaselineChampion:
     """The best servable baseline on the first challenger's windows (by the gate's loss), as the champion to
-    register while there is none (`SERVABLE_BASELINES`: the naive three and, for volatility, RiskMetrics EWMA).
+    register while there is none (`SERVED_BASELINES`: the naive three and, for volatility, RiskMetrics EWMA).
     The other field baselines (HAR, fitted EWMA, GARCH, random walk with drift, statsforecast's) are judged, not
     served: a challenger must beat them all, but they do not hold the alias."""
-    best, best_score = best_baseline(points, rule.metric, scale, SERVABLE_BASELINES)
+    best, best_score = best_baseline(points, rule.metric, scale, SERVED_BASELINES)
     mine = points[points["model"] == best]
     params = {"name": best, "h": h, "input_size": input_size, "season_length": season_length, "freq": freq}
     reason = (f"no champion yet: baseline '{best}' ({rule.label} {best_score:.4g}) holds the alias (the best "

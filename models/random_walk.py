@@ -9,20 +9,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from domain.vocabulary import RANDOM_WALK_BASELINES
 from models.baselines import forecast_frame, origins
-
-RANDOM_WALK = ("rw_drift",)
 
 
 def price_forecasts(history: pd.DataFrame, windows: pd.DataFrame, *, h: int,
-                    models: tuple[str, ...] = RANDOM_WALK) -> pd.DataFrame:
+                    models: tuple[str, ...] = RANDOM_WALK_BASELINES) -> pd.DataFrame:
     """Forecast ``h`` steps after every ``(unique_id, cutoff)`` of ``windows`` from ``history`` (``unique_id, ds,
     y``) up to the cutoff: the keys and contract of `models.baselines.baseline_forecasts` (the last observation
     ``<= cutoff`` is the origin; windows without one are dropped; steps are positional). A series with a single
     point up to its cutoff has no drift (0)."""
-    unknown = [m for m in models if m not in RANDOM_WALK]
+    unknown = [m for m in models if m not in RANDOM_WALK_BASELINES]
     if unknown:
-        raise ValueError(f"unknown random-walk model(s) {unknown}; known: {list(RANDOM_WALK)}")
+        raise ValueError(f"unknown random-walk model(s) {unknown}; known: {list(RANDOM_WALK_BASELINES)}")
     if not isinstance(h, int | np.integer) or h <= 0:
         raise ValueError(f"h must be a positive integer (got {h!r})")
     parts = []

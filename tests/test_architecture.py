@@ -114,7 +114,7 @@ def test_rooms_import_only_downwards_and_plain_rooms_never_import_dagster():
 def test_the_vocabulary_is_defined_once():
     names = ("ASSET_CLASSES", "TARGETS", "BASELINES", "BASELINE_MODELS", "CLASS_FREQ", "BENCHMARK_MODELS",
              "SERVED_ALIASES", "VOLATILITY_BASELINES", "PRICE_BASELINES", "STATISTICAL_BASELINES",
-             "SERVED_BASELINES")
+             "RANDOM_WALK_BASELINES", "SERVED_BASELINES")
     pattern = re.compile(rf"^\s*({'|'.join(names)})\s*(:[^=]*)?=", re.M)
     definitions = [f"{path.relative_to(ROOT)}: {m.group(1)}" for path in modules().values()
                    for m in pattern.finditer(path.read_text())]

@@ -158,6 +158,7 @@ def test_a_stored_nhits_rescored_on_its_own_windows_reproduces_its_evaluation(tm
     from models.evaluation import train_and_evaluate
     from models.forecasting import load_model, save_model
     from models.frames import to_training_frame
+    from storage.pyfunc import NHITSModel
 
     frame = to_training_frame(fx_daily, "fx", "close", min_length=1)
     frame = frame[frame.unique_id.isin(sorted(frame.unique_id.unique())[:3])].reset_index(drop=True)
@@ -165,7 +166,7 @@ def test_a_stored_nhits_rescored_on_its_own_windows_reproduces_its_evaluation(tm
                     val_check_steps=5)
     result = train_and_evaluate(frame, spec, accelerator="cpu")
     loaded = load_model(save_model(result.nf, tmp_path / "nf"), accelerator="cpu")
-    again = rescore(loaded, frame, Windows(h=5, n_windows=6, step=2))
+    again = rescore(NHITSModel(loaded), frame, Windows(h=5, n_windows=6, step=2))
     recorded = result.predictions[result.predictions.model == "nhits"]
     key = ["unique_id", "cutoff", "step"]
     merged = recorded.merge(again, on=key, suffixes=("", "_again"), validate="one_to_one")
