@@ -11,7 +11,8 @@ from resources.settings import Settings
 
 
 class ModelRegistry(dg.ConfigurableResource):
-    """Tracking and registry in one local MLflow store under TRADECAST_HOME (see `storage.registry.Registry` for
+    """Tracking and registry in one MLflow store: the sqlite file under TRADECAST_HOME, or the tracking server at
+    $MLFLOW_TRACKING_URI (see `storage.registry.Registry` for
     every method: `alias`, `version`, `versions`, `load`, `log_version`, `log_onnx`, `set_alias`, `tag`, …)."""
 
     settings: Settings
@@ -71,6 +72,9 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def log_benchmark(self, **kwargs) -> str:
         return self.store.log_benchmark(**kwargs)
+
+    def log_search(self, **kwargs) -> tuple[str, list[str]]:
+        return self.store.log_search(**kwargs)
 
     def close_abandoned_runs(self) -> list[str]:
         return self.store.close_abandoned_runs()

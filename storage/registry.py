@@ -1,5 +1,7 @@
 """The MLflow model registry, one client for every room (plain MLflow, no Dagster): local sqlite backend
-`$TRADECAST_HOME/mlflow.db`, artifacts in `$TRADECAST_HOME/mlartifacts`. One registered model per
+`$TRADECAST_HOME/mlflow.db`, artifacts in `$TRADECAST_HOME/mlartifacts`, or an MLflow tracking server
+(`MLFLOW_TRACKING_URI` / ``tracking_uri=`` http(s)://…, `mlflow server --serve-artifacts`: tracking, registry and
+artifacts all through it, files read back via temporary folders under the home). One registered model per
 `nhits-<asset_class>-<target>` with aliases `champion`, `challenger`, `previous_champion`. Each version is stored as
 code (`storage/mlflow_model.py`) with its weights in safetensors and its parameters in JSON; nothing is pickled.
 Versions come back typed (`storage.versions.ModelVersion`). mlflow is imported inside the methods (slow import)."""
@@ -8,17 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from domain.vocabulary import ENSEMBLE_KIND, NHITS_KIND
-from storage.home import mlflow_uri, tradecast_home
+from storage.home import TRACKING_URI_ENV, local_mlflow_uri, tracking_server, tradecast_home
 from storage.versions import FILES_TAG, ModelVersion, check_files, model_files
 
 PIP_REQUIREMENTS = ["neuralforecast", "torch", "pandas", "numpy"]
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")  # MLflow "models from code": the model is this file
+SCRATCH = "mlflow_tmp"  # under the home: where files from the store are downloaded to (temporary folders)
+_warned: set[tuple[str, str]] = set()
 
 
 @contextlib.contextmanager
@@ -37,18 +44,40 @@ def _numbers(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
 
 
+def _local_path(location: str) -> Path | None:
+    """The folder of a ``file://`` artifact location; None for a remote one (``mlflow-artifacts:``, ``s3://``)."""
+    parsed = urlparse(location)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def _file_name(name: str) -> str:
+    """``name`` when it is a plain file name (no folder, not ``.``/``..``), else ValueError."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"artifact file name must be a plain file name, got {name!r}")
+    return name
+
+
 class Registry:
-    """Tracking and registry in one MLflow store under the home. ``run_tags`` go on every run logged (the Dagster
-    run id); ``run_ended(dagster_run_id)`` says whether (and how) the Dagster run behind a RUNNING MLflow run
-    ended, so `close_abandoned_runs` can mark it KILLED (None outside a Dagster run: nothing is closed)."""
+    """Tracking and registry in one MLflow store: a tracking server (``tracking_uri``, else `MLFLOW_TRACKING_URI`,
+    http(s)://: `storage.home.tracking_server`) or, by default, the sqlite store under the home. ``run_tags`` go
+    on every run logged (the Dagster run id); ``run_ended(dagster_run_id)`` says whether (and how) the Dagster run
+    behind a RUNNING MLflow run ended, so `close_abandoned_runs` can mark it KILLED (None outside a Dagster run:
+    nothing is closed). ``server`` is the server's URI, None for the local store."""
 
     def __init__(self, home: str | Path | None = None, *, experiment: str = "tradecast",
-                 run_tags: dict[str, str] | None = None,
-                 run_ended: Callable[[str], str | None] | None = None) -> None:
+                 run_tags: dict[str, str] | None = None, run_ended: Callable[[str], str | None] | None = None,
+                 tracking_uri: str | None = None) -> None:
         self.root = tradecast_home(str(home) if home else None)
-        self.uri = mlflow_uri(str(self.root))
+        self.server = tracking_server(tracking_uri)
+        self.uri = self.server or local_mlflow_uri(str(self.root))
         self.experiment, self.run_tags, self.run_ended = experiment, dict(run_tags or {}), run_ended
         self._client = None
+        if self.server and (self.root / "mlflow.db").exists() and (str(self.root), self.server) not in _warned:
+            _warned.add((str(self.root), self.server))
+            logging.getLogger("tradecast.storage").warning(
+                "MLflow: using the tracking server %s (%s or tracking_uri); the local store %s is not read, its "
+                "runs and versions are not visible while a server is set", self.server, TRACKING_URI_ENV,
+                self.root / "mlflow.db")
 
     def client(self):
         if self._client is None:
@@ -79,9 +108,17 @@ class Registry:
         found = client.get_experiment_by_name(name)
         if found:
             return found.experiment_id
+        if self.server:  # the server's default artifact root (mlflow-artifacts:/… with --serve-artifacts)
+            return client.create_experiment(name)
         artifacts = (self.root / "mlartifacts").resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         return client.create_experiment(name, artifact_location=artifacts.as_uri())
+
+    def _scratch(self) -> tempfile.TemporaryDirectory:
+        """A temporary folder under ``<home>/mlflow_tmp`` (removed on exit), for files to and from the store."""
+        folder = self.root / SCRATCH
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=folder)
 
     # reads ------------------------------------------------------------------------------------------------------
     def alias(self, name: str, alias: str) -> ModelVersion | None:
@@ -118,22 +155,37 @@ class Registry:
 
         version = self.version(name, alias_or_version)
         ref = f"models:/{name}/{version.version}"
-        with tempfile.TemporaryDirectory() as tmp:
+        with self._scratch() as tmp:  # downloaded (from the server, or copied from mlartifacts/) under the home
             folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=tmp))
-            check_files(version, folder, str(self._model_folder(version.source) or version.source))
+            where = self._location(version.source)  # named by an IncompleteModel error
+            check_files(version, folder, str(_local_path(where) or where))
             return load_dir(folder, ref)
 
     def download_onnx(self, version: ModelVersion, dst: Path) -> Path:
-        """The version's ``onnx/`` artifacts downloaded under ``dst``; returns ``dst / 'onnx'``."""
+        """The version's ``onnx/`` artifacts downloaded (through the server, when one is set) under ``dst``;
+        returns ``dst / 'onnx'``."""
         self.client().download_artifacts(version.run_id, "onnx", str(dst))
         return dst / "onnx"
 
-    def _model_folder(self, source: str) -> Path | None:
-        """The folder holding a version's model files (``source`` = models:/m-<id>); None for a remote store."""
-        from urllib.parse import unquote, urlparse
+    def _location(self, source: str) -> str:
+        """The artifact location of a version's model (``source`` = models:/m-<id>): file://… or mlflow-artifacts:…"""
+        return self.client().get_logged_model(source.removeprefix("models:/")).artifact_location
 
-        location = urlparse(self.client().get_logged_model(source.removeprefix("models:/")).artifact_location)
-        return Path(unquote(location.path)) if location.scheme == "file" else None
+    def _model_folder(self, source: str) -> Path | None:
+        """The local folder holding a version's model files; None for a remote store (a server)."""
+        return _local_path(self._location(source))
+
+    def _stored_files(self, source: str) -> dict[str, list]:
+        """`storage.versions.model_files` of the model as the store holds it: read in place in mlartifacts/, or
+        downloaded back from the server into a temporary folder under the home."""
+        import mlflow
+
+        folder = self._model_folder(source)
+        if folder is not None:
+            return model_files(folder)
+        with self._scratch() as tmp:
+            return model_files(Path(mlflow.artifacts.download_artifacts(artifact_uri=self._location(source),
+                                                                        dst_path=tmp)))
 
     # writes -----------------------------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -150,16 +202,78 @@ class Registry:
         import mlflow
 
         self.client()
-        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
+        with self._scratch() as tmp, mlflow.start_run(
                 experiment_id=self.experiment_id(f"{self.experiment}-benchmarks"), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics(_numbers(metrics))
             mlflow.set_tags(tags)
             for file_name, content in files.items():
-                path = Path(tmp) / file_name
+                path = Path(tmp) / _file_name(file_name)
                 path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
                 mlflow.log_artifact(str(path))
         return run.info.run_id
+
+    def log_search(self, *, run_name: str, params: dict, trials: list[dict], best: dict, tags: dict[str, str],
+                   files: dict[str, bytes | str]) -> tuple[str, list[str]]:
+        """A hyperparameter search as MLflow parent/child runs in `<experiment>-search`; returns
+        ``(parent_run_id, child_run_ids)`` (children in the order of ``trials``).
+
+        The parent: ``params`` (the search's settings), ``best["config"]`` as params ``best_<key>``, metric
+        ``best_val_loss`` (``best["val_loss"]``), tag ``best_trial_id`` (``best["trial_id"]``, if given), ``tags``
+        and ``run_tags``, and ``files`` (plain file names: a plot, the trials table) as artifacts. One child per
+        trial (tag ``mlflow.parentRunId`` = the parent): ``trial["config"]`` as params, metrics ``val_loss`` (left
+        out when None/NaN), ``last_step``, ``seconds``; tags ``trial_id``, ``status`` (Ray Tune's: TERMINATED /
+        ERROR), ``stopped_early`` (true/false) and ``error`` (its first 5000 characters, when there is one). A
+        trial with status ERROR ends FAILED, the others FINISHED; the parent ends FINISHED once everything is
+        logged, FAILED (with the child being logged) when logging raises."""
+        if not isinstance(best.get("config"), dict) or "val_loss" not in best:
+            raise ValueError(f"best must hold 'config' (a dict) and 'val_loss', got keys {sorted(best)}")
+        names = [_file_name(name) for name in files]
+        client = self.client()
+        experiment_id = self.experiment_id(f"{self.experiment}-search")
+        best_tag = {"best_trial_id": str(best["trial_id"])} if best.get("trial_id") is not None else {}
+        parent = client.create_run(experiment_id, run_name=run_name,
+                                   tags={**self.run_tags, **tags, **best_tag}).info.run_id
+        children: list[str] = []
+        with self._ending(parent):
+            self._log_batch(parent, {**params, **{f"best_{k}": v for k, v in best["config"].items()}},
+                            {"best_val_loss": best["val_loss"]})
+            for trial in trials:
+                error = trial.get("error")
+                child = client.create_run(experiment_id, run_name=f"{run_name}/{trial['trial_id']}", tags={
+                    **self.run_tags, "mlflow.parentRunId": parent, "trial_id": str(trial["trial_id"]),
+                    "status": str(trial["status"]), "stopped_early": str(bool(trial.get("stopped_early"))).lower(),
+                    **({"error": str(error)[:5000]} if error else {})}).info.run_id
+                children.append(child)
+                with self._ending(child, "FAILED" if trial["status"] == "ERROR" else "FINISHED"):
+                    self._log_batch(child, trial.get("config") or {}, {
+                        k: trial.get(k) for k in ("val_loss", "last_step", "seconds")})
+            with self._scratch() as tmp:
+                for name, content in zip(names, files.values(), strict=True):
+                    path = Path(tmp) / name
+                    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+                    client.log_artifact(parent, str(path))
+        return parent, children
+
+    @contextlib.contextmanager
+    def _ending(self, run_id: str, status: str = "FINISHED"):
+        """End run ``run_id`` with ``status`` after the block, FAILED when the block raises."""
+        try:
+            yield
+        except BaseException:
+            self.client().set_terminated(run_id, "FAILED")
+            raise
+        self.client().set_terminated(run_id, status)
+
+    def _log_batch(self, run_id: str, params: dict, metrics: dict) -> None:
+        """``params`` (as text, 500 characters at most) and ``metrics`` (`_numbers`) on a run, 100 params a call."""
+        from mlflow.entities import Metric, Param
+
+        now, items = int(time.time() * 1000), [Param(str(k), str(v)[:500]) for k, v in params.items()]
+        self.client().log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in _numbers(metrics).items()],
+                                params=items[:100])
+        for start in range(100, len(items), 100):
+            self.client().log_batch(run_id, params=items[start:start + 100])
 
     def log_version(self, name: str, *, kind: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
                     evaluation, plot_png: bytes | None = None, nf=None, baseline: dict | None = None,
@@ -176,7 +290,7 @@ class Registry:
         from storage.pyfunc import BASELINE_ARTIFACT, ENSEMBLE_ARTIFACT, NHITS_ARTIFACT
 
         self.close_abandoned_runs()
-        with tempfile.TemporaryDirectory() as tmp, \
+        with self._scratch() as tmp, \
                 mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics(_numbers(metrics))
@@ -202,10 +316,9 @@ class Registry:
                 artifacts = {BASELINE_ARTIFACT: str(Path(tmp) / "baseline.json")}
             info = mlflow.pyfunc.log_model(name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
                                            pip_requirements=PIP_REQUIREMENTS)
-        stored = self._model_folder(info.model_uri)
-        files = {FILES_TAG: json.dumps(model_files(stored), separators=(",", ":"))} if stored else {}
+        files = json.dumps(self._stored_files(info.model_uri), separators=(",", ":"))
         version = mlflow.register_model(info.model_uri, name,
-                                        tags={"model_kind": kind, "run_id": run.info.run_id, **files})
+                                        tags={"model_kind": kind, "run_id": run.info.run_id, FILES_TAG: files})
         return str(version.version)
 
     def close_abandoned_runs(self) -> list[str]:
