@@ -2,6 +2,8 @@
 ingest config and atomic write, and the inline-PNG metadata helper."""
 
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -81,3 +83,25 @@ def ingest_table(context, config: IngestConfig, settings: Settings, warehouse, t
         context.log.info(f"{row.source}: read {row.rows_read}, accepted {row.rows_accepted}, "
                          f"quarantined {row.rows_quarantined}")
     return loaded, recon
+
+
+@contextlib.contextmanager
+def pool_slot(context, pool: str = DUCKDB_POOL, poll_s: float = 0.5) -> Iterator[None]:
+    """Hold a slot of Dagster's ``pool`` for the block only (the asset takes no pool of its own): a training reads
+    and writes the warehouse under the `duckdb_writer` pool like every writer, but fits between, slot freed, so the
+    partitions train in parallel. The slot shows in the UI's concurrency page like a step's."""
+    import time
+
+    storage, run_id = context.instance.event_log_storage, context.run_id
+    step_key = f"{context.op_execution_context.node_handle}:io"
+    storage.initialize_concurrency_limit_to_default(pool)
+    waited = False
+    while not storage.claim_concurrency_slot(pool, run_id, step_key).is_claimed:
+        if not waited:
+            context.log.info(f"waiting for a slot of pool {pool} (another run is reading or writing the warehouse)")
+            waited = True
+        time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        storage.free_concurrency_slot_for_step(run_id, step_key)

@@ -6,11 +6,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from assets.common import DUCKDB_POOL, OWNERS, model_keys, model_partitions, png_markdown
+from assets.common import OWNERS, model_keys, model_partitions, png_markdown, pool_slot
 from assets.event_features import event_features
+from assets.nhits_search import nhits_search
 from assets.training_frames import training_frames
 from domain.vocabulary import BASELINE_KIND, CHALLENGER, CHAMPION, ENSEMBLE_KIND, NHITS_KIND, model_name
 from resources import ModelRegistry, Warehouse
+from resources.ray import RayCluster
 
 
 class NHITSConfig(dg.Config):
@@ -31,6 +33,8 @@ class NHITSConfig(dg.Config):
     n_windows: int | None = Field(None, ge=1, description="rolling-origin test windows (hft 72, daily 48)")
     step_size: int | None = Field(None, ge=1, description="bars between test origins (hft 12, daily 5)")
     log_every_n_steps: int = Field(50, ge=1, description="training loss to the run log every N steps")
+    use_search: bool = Field(True, description="train with the best config of the latest `nhits_search` of this "
+                             "partition when one exists (config_source=search); explicit fields here still win")
     ensemble: bool = Field(True, description="also choose, on validation windows before the test part, NHITS "
                            "combined with the best served baseline (w * NHITS + (1 - w) * baseline, w by the gate's "
                            "default loss); when it beats NHITS alone there it is registered and becomes the challenger")
@@ -39,7 +43,8 @@ class NHITSConfig(dg.Config):
         "all", description="with use_events: news (ticker + market-wide headlines, historical), fomc (policy "
                            "surprise historical, scheduled meeting day future) or all")
 
-    def spec(self, asset_class: str):
+    def spec(self, asset_class: str, searched: dict | None = None):
+        """The spec: the class's report config, then the searched config (when given), then this config's fields."""
         from models.configs import spec_for
 
         fields = ("h", "input_size", "max_steps", "learning_rate", "n_windows", "step_size")
@@ -53,16 +58,22 @@ class NHITSConfig(dg.Config):
             from models.events.spec import exog_columns
 
             overrides["hist_exog"], overrides["futr_exog"] = exog_columns(self.event_groups)
-        return spec_for(asset_class, self.profile, loss=self.loss, seed=self.seed, **overrides)
+        spec = spec_for(asset_class, self.profile, loss=self.loss, seed=self.seed, **overrides)
+        if searched:  # a field set here wins over the searched value (mlp_width is mlp_units)
+            from models.search import apply
+
+            spec = apply(spec, {k: v for k, v in searched.items()
+                                if ("mlp_units" if k == "mlp_width" else k) not in overrides})
+        return spec
 
 
 @dg.asset(
     partitions_def=model_partitions,
-    deps=[training_frames, event_features],  # event_features only read with use_events
+    deps=[training_frames, event_features, nhits_search],  # event_features: with use_events; nhits_search: its best
+    # config, when one exists (use_search)
     group_name="training",
-    kinds={"pytorch", "mlflow"},
+    kinds={"pytorch", "ray", "mlflow"},
     owners=OWNERS,
-    pool=DUCKDB_POOL,
     description=(
         "NHITS (neuralforecast) trained per (asset class, target) with the report's configs: hft (h=12, input 288, "
         "pooling/downsampling [8,4,1]) for crypto, daily (h=30, input 365, [4,2,1]) for equities and fx. Evaluated "
@@ -71,37 +82,59 @@ class NHITSConfig(dg.Config):
         "With `use_events` the model reads `event_features` (news: historical exogenous; scheduled FOMC day: "
         "future exogenous) and is tagged features=events; it goes through the same gate. With `ensemble` (default) "
         "NHITS combined with the best served baseline is chosen on validation windows before the test part; when "
-        "it beats NHITS alone there it is registered too (model_kind=ensemble) and becomes the challenger instead."),
+        "it beats NHITS alone there it is registered too (model_kind=ensemble) and becomes the challenger instead. "
+        "The fit runs as a Ray task on the `ray` resource's cluster; the `duckdb_writer` pool is held only while "
+        "the warehouse is read or written, so the partitions train in parallel. With `use_search` the best config "
+        "of the latest `nhits_search` is used (metadata config_source)."),
 )
 def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehouse: Warehouse,
-                registry: ModelRegistry) -> dg.MaterializeResult:
-    from models.evaluation import train_and_evaluate
-    from models.plots import plot_forecasts
+                registry: ModelRegistry, ray: RayCluster) -> dg.MaterializeResult:
+    from compute.training import submit, unpack
     from models.promotion import GateRule
-    from storage.queries import read_frame, record_evaluation
+    from storage.queries import read_frame
+    from storage.searches import best_config
 
     asset_class, target = model_keys(context)
     name = model_name(asset_class, target)
-    spec = config.spec(asset_class)
-    frame = read_frame(warehouse.query, asset_class, target, spec.exog)
+    with pool_slot(context):  # reads: the frame, the searched config, the close frame for GARCH
+        searched = best_config(warehouse.query, asset_class, target) if config.use_search else None
+        spec = config.spec(asset_class, searched[0] if searched else None)
+        frame = read_frame(warehouse.query, asset_class, target, spec.exog)
+        close = None
+        if target == "volatility":  # the field's baselines are judged on the same windows; GARCH reads returns
+            close = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND "
+                                    "target = 'close' ORDER BY unique_id, ds", [asset_class])
+    if target == "volatility" and close.empty:
+        close = None
+        context.log.warning(f"training_frames[{asset_class}|close] is empty: GARCH (on close returns) is not "
+                            "judged in this run; materialize the close partition first")
+    config_source = f"search {searched[1]}" if searched else "report config"
     features = f"events:{config.event_groups}" if config.use_events else "none"
     feature_tags = {"features": "events", "event_groups": config.event_groups} if config.use_events else {
         "features": "none"}
-    context.log.info(f"training {name}: {frame.unique_id.nunique()} series, {spec.max_steps} steps, loss {spec.loss}, "
-                     f"exogenous features: {features}")
-    # the field's baselines are judged on the same windows; GARCH reads the returns of the class's close frame
-    close = None
-    if target == "volatility":
-        close = warehouse.query("SELECT unique_id, ds, y FROM training_frames WHERE asset_class = ? AND target = "
-                                "'close' ORDER BY unique_id, ds", [asset_class])
-        if close.empty:
-            close = None
-            context.log.warning(f"training_frames[{asset_class}|close] is empty: GARCH (on close returns) is not "
-                                "judged in this run; materialize the close partition first")
-    result = train_and_evaluate(frame, spec, accelerator=config.accelerator, log_every_n_steps=config.log_every_n_steps,
-                                log_fn=lambda step, loss: context.log.info(f"step {step}: train loss {loss:.5f}"),
-                                target=target, close=close,
-                                ensemble_metric=GateRule.for_target(target).metric if config.ensemble else None)
+    context.log.info(f"training {name} on Ray ({ray.ray_address}): {frame.unique_id.nunique()} series, "
+                     f"{spec.max_steps} steps, loss {spec.loss}, config from {config_source}, exogenous: {features}")
+    import ray as ray_core
+
+    shipped = ray_core.get(submit(
+        frame, spec, **ray.resources(), accelerator=config.accelerator, target=target, close=close,
+        log_every_n_steps=config.log_every_n_steps,
+        ensemble_metric=GateRule.for_target(target).metric if config.ensemble else None))
+    for step, loss in shipped.train_loss_trajectory[::max(1, config.log_every_n_steps)]:
+        context.log.info(f"step {step}: train loss {loss:.5f}")
+    result = unpack(shipped, warehouse.settings.root, accelerator="cpu")
+    return _register(context, config, warehouse, registry, name, asset_class, target, frame, result, features,
+                     feature_tags, config_source)
+
+
+def _register(context, config: NHITSConfig, warehouse: Warehouse, registry: ModelRegistry, name: str,
+              asset_class: str, target: str, frame, result, features: str, feature_tags: dict,
+              config_source: str) -> dg.MaterializeResult:
+    """Log the trained version (and the ensemble), record the evaluation, set the aliases: the asset's writes."""
+    from models.plots import plot_forecasts
+    from storage.queries import record_evaluation
+
+    spec = result.spec
     table = result.evaluation
     nhits = table.set_index("model").loc["nhits"]
     symbols = sorted(frame.unique_id.unique())[:3]
@@ -113,12 +146,13 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
     version = registry.log_version(
         name, kind=NHITS_KIND, nf=result.nf, evaluation=table, plot_png=plot, run_name=f"{name}-{context.run_id[:8]}",
         params={**spec.to_params(), "asset_class": asset_class, "target": target, "accelerator": config.accelerator,
-                "n_series": frame.unique_id.nunique(), "train_end": result.train_end},
+                "n_series": frame.unique_id.nunique(), "train_end": result.train_end, "config_source": config_source},
         metrics={f"{row.model}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mse", "mae", "mase")}
         | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
-        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags})
+        tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id,
+              "config_source": config_source, **feature_tags})
     registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
-    with warehouse.transaction() as con:
+    with pool_slot(context), warehouse.transaction() as con:
         record_evaluation(con, name, version, asset_class, target, result, context.run_id)
     challenger, ensemble = version, _ensemble_text(result, config.ensemble)
     if result.ensemble is not None and result.ensemble.improves:
@@ -131,7 +165,7 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
     context.log.info(f"{name}: ensemble {ensemble}")
     return dg.MaterializeResult(metadata={
         "model_name": name, "version": version, "challenger_version": challenger, "ensemble": ensemble,
-        "target": target, "features": features,
+        "target": target, "features": features, "config_source": config_source,
         "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
         "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 2)),
         "evaluation": dg.MetadataValue.md(table.round(6).to_markdown(index=False)),
@@ -172,7 +206,7 @@ def _register_ensemble(context, warehouse: Warehouse, registry: ModelRegistry, n
                  "validation_loss": e.validation_loss, "nhits_validation_loss": e.nhits_validation_loss},
         tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id, **feature_tags, **tags})
     registry.tag(name, version, {**feature_tags, **tags})
-    with warehouse.transaction() as con:
+    with pool_slot(context), warehouse.transaction() as con:
         record_evaluation(con, name, version, asset_class, target, result, context.run_id)
     return version
 
@@ -196,7 +230,7 @@ def _bootstrap_champion(context, warehouse: Warehouse, registry: ModelRegistry, 
     registry.tag(name, version, {"baseline": chosen.name})
     registry.set_alias(name, CHAMPION, version)
     decision = dataclasses.replace(chosen.decision, version=version)
-    with warehouse.transaction() as con:
+    with pool_slot(context), warehouse.transaction() as con:
         record_decision(con, decision, name=name, asset_class=asset_class, target=target, verdict=BOOTSTRAP,
                         kind=BASELINE_KIND, run_id=context.run_id)
     registry.tag(name, version, {"promotion": BOOTSTRAP, "promotion_reason": decision.reason})

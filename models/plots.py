@@ -95,3 +95,24 @@ def plot_live_error(rows: pd.DataFrame) -> bytes:
     ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     return _png(fig)
+
+
+def plot_trials(history: pd.DataFrame, *, best: str | None = None, title: str = "") -> bytes:
+    """PNG: each search trial's validation loss over its training steps (``history``: trial_id, step, val_loss;
+    the best trial drawn bold, trials stopped early end where ASHA stopped them)."""
+    fig = _figure(figsize=(7, 3.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for trial, part in history.sort_values("step").groupby("trial_id", sort=True):
+        is_best = trial == best
+        ax.plot(part.step.to_numpy(), part.val_loss.to_numpy(), marker="o", markersize=3,
+                linewidth=2.5 if is_best else 1, alpha=1 if is_best else 0.6,
+                label=f"{trial} (best)" if is_best else str(trial))
+    if history.empty:
+        ax.text(0.5, 0.5, "no trial reported a validation loss", ha="center", va="center")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation loss")
+    ax.set_yscale("log")
+    ax.set_title(title or "search trials")
+    if not history.empty:
+        ax.legend(loc="best", fontsize=6, ncol=2)
+    return _png(fig)

@@ -17,6 +17,7 @@ from assets.market_bars import (
 )
 from assets.news_events import check_news_events_sentiment_range, news_events
 from assets.nhits_model import nhits_model
+from assets.nhits_search import nhits_search
 from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
 from assets.reconcile import build_reconcile_check
@@ -31,25 +32,28 @@ from pipelines.jobs import (
                                 live_report_job,
                                 retrain_job,
                                 train_job,
+                                tune_job,
 )
 from pipelines.schedules import retrain_schedules, weekly_benchmark_schedule
 from pipelines.sensors import automation_condition_sensor, drift_sensor, incoming_files_sensor
 from resources import ModelRegistry, Settings, Warehouse
+from resources.ray import ray_cluster_resource
 
 settings = Settings()
 
 defs = dg.Definitions(
-    assets=[market_bars, news_events, macro_events, quarantine, training_frames, nhits_model, champion_model,
-            forecasts, benchmark_report, drift_metrics, event_features, onnx_model, live_metrics, live_ab_report],
+    assets=[market_bars, news_events, macro_events, quarantine, training_frames, nhits_search, nhits_model,
+            champion_model, forecasts, benchmark_report, drift_metrics, event_features, onnx_model, live_metrics,
+            live_ab_report],
     asset_checks=[
         check_market_bars_ohlc_consistent, check_market_bars_no_large_gaps, check_market_bars_coverage,
         check_news_events_sentiment_range,
         *(build_reconcile_check(a) for a in (market_bars, news_events, macro_events)),
     ],
     jobs=[ingest_job, events_job, event_features_job, train_job, forecast_job, export_job, retrain_job, benchmark_job,
-          live_report_job],
+          live_report_job, tune_job],
     schedules=[*retrain_schedules, weekly_benchmark_schedule],
     sensors=[incoming_files_sensor, drift_sensor, automation_condition_sensor],
     resources={"settings": settings, "warehouse": Warehouse(settings=settings),
-               "registry": ModelRegistry(settings=settings)},
+               "registry": ModelRegistry(settings=settings), "ray": ray_cluster_resource(settings)},
 )

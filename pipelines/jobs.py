@@ -12,6 +12,7 @@ from assets.macro_events import macro_events
 from assets.market_bars import market_bars
 from assets.news_events import news_events
 from assets.nhits_model import nhits_model
+from assets.nhits_search import nhits_search
 from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
 from assets.training_frames import training_frames
@@ -47,6 +48,15 @@ train_job = dg.define_asset_job(
     description="Build the training frame, train and evaluate NHITS, and decide its promotion (champion_model: "
                 "promoted, or refused: champion stays; either is a successful run).",
     tags={"tradecast/purpose": "train"},
+)
+
+tune_job = dg.define_asset_job(
+    "tune_job",
+    selection=dg.AssetSelection.assets(nhits_search, nhits_model, champion_model),
+    partitions_def=model_partitions,
+    description="Search NHITS hyperparameters on Ray Tune (nhits_search), train with the best config and judge it "
+                "at the gate: what `make tune` runs per partition.",
+    tags={"tradecast/purpose": "tune"},
 )
 
 forecast_job = dg.define_asset_job(

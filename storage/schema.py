@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS benchmark_latency (
     bench_id VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL, path VARCHAR NOT NULL,
     batch INTEGER NOT NULL, p50_ms DOUBLE, p95_ms DOUBLE, repeats INTEGER, windows_per_s DOUBLE, skipped VARCHAR,
     PRIMARY KEY (bench_id, dataset, model, path, batch));
+CREATE TABLE IF NOT EXISTS search_trials (
+    search_id VARCHAR NOT NULL, searched_at TIMESTAMPTZ NOT NULL, model_name VARCHAR NOT NULL,
+    asset_class VARCHAR NOT NULL, target VARCHAR NOT NULL, trial_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+    stopped_early BOOLEAN, val_loss DOUBLE, last_step INTEGER, seconds DOUBLE, config VARCHAR NOT NULL,
+    error VARCHAR, is_best BOOLEAN NOT NULL, train_end TIMESTAMP, mlflow_run_id VARCHAR, parent_run_id VARCHAR,
+    run_id VARCHAR, PRIMARY KEY (search_id, trial_id));
 """
 # columns written per table, in DDL order
 COLUMNS = {
@@ -128,4 +134,7 @@ COLUMNS = {
     "live_metrics": ["recorded_at", "asset_class", "target", "model_name", "model_version", "model_kind", "arm",
                      "symbol", "origin_ts", "step", "ts", "yhat", "y", "abs_error", "scale"],
     "event_features": ["asset_class", "symbol", "ds", "freq", *EVENT_FEATURE_COLUMNS],
+    "search_trials": ["search_id", "searched_at", "model_name", "asset_class", "target", "trial_id", "status",
+                      "stopped_early", "val_loss", "last_step", "seconds", "config", "error", "is_best", "train_end",
+                      "mlflow_run_id", "parent_run_id", "run_id"],
 }

@@ -11,10 +11,36 @@ BAD = ROOT / "tests" / "data" / "bad"
 CANONICAL = {c: c for c in ("ts", "symbol", "open", "high", "low", "close", "volume")}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ray_head(tmp_path_factory):
+    """One real local Ray head (2 CPUs, 127.0.0.1) for the whole session: every `ray` resource and CLI run of the
+    tests connects to it through $RAY_ADDRESS, as they would to a cluster; stopped at the end."""
+    import os
+
+    from compute.cluster import auth_env, local_head, stop_local_head
+
+    ray_home = str(tmp_path_factory.mktemp("ray"))
+    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    os.environ.update(auth_env(ray_home))
+    head = local_head(ray_home, num_cpus=2, num_gpus=0)
+    os.environ["RAY_ADDRESS"] = head.address
+    yield head
+    import ray
+
+    ray.shutdown()
+    stop_local_head(ray_home)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("TRADECAST_HOME", str(path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # tests use the home's own store unless they ask
     monkeypatch.delenv("TRADECAST_CATALOG", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(path / "dagster_home"))  # restored after the test
     return path
