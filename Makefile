@@ -17,7 +17,7 @@ export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 SERVE_PORT ?= 8000
 
-.PHONY: setup lock lint chromium run train-full test chaos quality bench bench-events bench-serve serve ui clean
+.PHONY: setup lock lint chromium run train-full test chaos quality bench bench-events bench-serve bench-scale tune gpu-check ray-stop serve ui clean
 
 $(UV_STAMP):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -64,7 +64,19 @@ bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/fu
 bench-events: setup  ## plain vs event-aware NHITS (ablation none/news/fomc/all, 3 seeds) -> benchmarks/results/events-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench-events
 
-bench-serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
+bench-bench-scale: setup  ## what Ray buys: search trials/hour 1 vs 2 slots, six trainings serial vs on Ray, DDP 1 vs 2 processes, default vs searched NHITS at the gate -> benchmarks/results/scale-<cpu|cuda>.{json,md} (run `make run` first)
+	$(BIN)/tradecast bench-scale
+
+tune: setup  ## the real search: tune_job per partition (nhits_search on Ray Tune, 16 trials; nhits_model with the best config, full profile; the gate)
+	$(BIN)/tradecast tune
+
+gpu-check: setup  ## GPU readiness (CUDA machine): bf16 NHITS training smoke -> gpu-train-cuda.*, the full benchmark -> full-cuda.*, the serving benchmark on ONNX Runtime CUDA/TensorRT -> serve-cuda.* (benchmarks/results); without CUDA it prints the plan and runs nothing
+	$(BIN)/tradecast gpu-check
+
+ray-stop: setup  ## stop this home's local Ray head (the first training or search starts it; it is shared by every run)
+	$(BIN)/tradecast ray-stop
+
+serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench-serve
 
 serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SERVE_PORT) (run `make run` first)
@@ -73,5 +85,6 @@ serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SER
 ui: setup  ## Dagster UI + daemon on http://127.0.0.1:$(PORT), same instance as the CLI runs
 	DAGSTER_HOME=$$($(BIN)/python -m pipelines.instance) $(BIN)/dagster dev -h 127.0.0.1 -p $(PORT) -w workspace.yaml
 
-clean:  ## remove runtime state (the warehouse, MLflow, Dagster runs) — not the venv nor .tools
+clean:  ## remove runtime state (the warehouse, MLflow, Dagster runs, the local Ray head) — not the venv nor .tools
+	-@test -x $(BIN)/tradecast && $(BIN)/tradecast ray-stop
 	rm -rf "$(TRADECAST_HOME)"

@@ -2,10 +2,19 @@
 
 Every forecaster has the same surface: ``run(windows (B, input_size) float32) -> (B, h, n_outputs)`` plus
 ``h``, ``input_size``, ``output_names`` and a ``label`` saying which model version and path answered.
+
+Execution providers: an ONNX session runs on ``CPUExecutionProvider`` unless asked otherwise (the service's latency
+figures are CPU figures), by the ``providers`` argument, else by the environment variable ``TRADECAST_ORT_PROVIDERS``
+(a comma list, in order of preference). A name onnxruntime does not know, or one this build of it does not offer
+(``CUDAExecutionProvider`` needs the ``onnxruntime-gpu`` build), is a ``ValueError`` naming what is available.
+``OnnxForecaster.providers`` is what the session actually uses (onnxruntime may fall back, e.g. from TensorRT to
+CUDA when TensorRT cannot start), for benchmarks to record.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +22,50 @@ from typing import Any
 import numpy as np
 
 from serving.windows import FUTR, HIST, INPUT, OUTPUT
+
+PROVIDERS_ENV = "TRADECAST_ORT_PROVIDERS"
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+GPU_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_BUILD_HINT = ("the GPU providers need the onnxruntime-gpu build in place of onnxruntime (the same version: "
+                  "uninstall onnxruntime, then install onnxruntime-gpu)")
+
+
+def available_providers(preferred: Sequence[str] = GPU_PREFERENCE) -> list[str]:
+    """Those of ``preferred`` that this onnxruntime reports available (``ort.get_available_providers()``), in the
+    order of ``preferred``."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    return [name for name in dict.fromkeys(preferred) if name in have]
+
+
+def resolve_providers(providers: str | Sequence[str] | None = None) -> list[str]:
+    """The providers a session is asked for: ``providers`` (a sequence or a comma list) when given, else
+    ``$TRADECAST_ORT_PROVIDERS`` when set and not blank, else CPU only. Duplicates are dropped, order kept.
+
+    Raises ``ValueError`` for an empty list, for a name onnxruntime does not know (``ort.get_all_providers()``) and
+    for one this build does not offer, naming the available ones."""
+    import onnxruntime as ort
+
+    where = "providers"
+    if providers is None:
+        env = os.environ.get(PROVIDERS_ENV, "").strip()
+        providers, where = (env, f"${PROVIDERS_ENV}") if env else (DEFAULT_PROVIDERS, "default")
+    names = providers.split(",") if isinstance(providers, str) else list(providers)
+    names = list(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+    if not names:
+        raise ValueError(f"{where}: no ONNX Runtime execution provider named")
+    available = ort.get_available_providers()
+    unknown = [n for n in names if n not in ort.get_all_providers()]
+    if unknown:
+        raise ValueError(f"{where}: unknown ONNX Runtime execution provider(s) {unknown}; this onnxruntime "
+                         f"{ort.__version__} offers {available}")
+    missing = [n for n in names if n not in available]
+    if missing:
+        hint = f"; {GPU_BUILD_HINT}" if set(missing) & {"CUDAExecutionProvider", "TensorrtExecutionProvider"} else ""
+        raise ValueError(f"{where}: execution provider(s) {missing} not available in this onnxruntime "
+                         f"{ort.__version__} (build {ort.get_device()}), which offers {available}{hint}")
+    return names
 
 
 @dataclass
@@ -31,11 +84,16 @@ class ModelInfo:
 
 
 class OnnxForecaster:
-    """An ONNX Runtime CPU session over an exported graph (``windows -> forecast``)."""
+    """An ONNX Runtime session over an exported graph (``windows -> forecast``): on the CPU unless ``providers``
+    (or ``$TRADECAST_ORT_PROVIDERS``) asks for others (see :func:`resolve_providers`, which raises ``ValueError``
+    for a name that is unknown or not available). ``requested_providers`` is what was asked for, ``providers``
+    what the session uses (``session.get_providers()``), ``provider`` the first of those."""
 
     def __init__(self, model: bytes | str, *, threads: int = 1, info: ModelInfo | None = None,
-                 output_names: list[str] | None = None) -> None:
+                 output_names: list[str] | None = None, providers: str | Sequence[str] | None = None) -> None:
         import onnxruntime as ort
+
+        self.requested_providers = resolve_providers(providers)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -43,7 +101,7 @@ class OnnxForecaster:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model, options, providers=self.requested_providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
         shape_in = self.session.get_inputs()[0].shape
         shape_out = self.session.get_outputs()[0].shape
@@ -59,6 +117,15 @@ class OnnxForecaster:
     @property
     def label(self) -> str:
         return self.info.label
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session runs on, in priority order (after any fallback of onnxruntime's)."""
+        return list(self.session.get_providers())
+
+    @property
+    def provider(self) -> str:
+        return self.providers[0]
 
     @property
     def needs_exog(self) -> bool:

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import click
 
-from pipelines.cli import bench, events, pipeline, quality, serve  # modules, so `pipelines.cli.bench` stays the module
+from pipelines.cli import (  # modules, so `pipelines.cli.bench` stays the module
+    bench,
+    events,
+    gpu_check,
+    pipeline,
+    quality,
+    scale,
+    serve,
+)
 
 
 @click.group()
@@ -23,5 +31,6 @@ def main() -> None:
 
 
 for _command in (pipeline.run, pipeline.ingest, bench.bench, events.bench_events, serve.serve, serve.replay,
-                 serve.bench_serve, quality.quality):
+                 serve.bench_serve, quality.quality, gpu_check.gpu_check, scale.tune, scale.bench_scale,
+                 scale.ray_stop):
     main.add_command(_command)

@@ -84,7 +84,22 @@ def _print_benchmark() -> None:
               help="Training budget: quick (minutes on a laptop) or full.")
 @click.option("--steps", type=int, default=None, help="Override the profile's training steps.")
 def run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, steps: int | None) -> None:
-    """Run the whole pipeline on the catalog's data and print a summary."""
+    """Run the whole pipeline on the catalog's data and print a summary (the local Ray head it starts for the
+    trainings is stopped at the end; an existing cluster given by $RAY_ADDRESS is left alone)."""
+    from compute.cluster import stop_local_head
+
+    try:
+        _run(asset_classes, max_rows, profile, steps)
+    finally:
+        import sys
+
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+        stop_local_head()
+
+
+def _run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, steps: int | None) -> None:
     checks = []
     for asset_class in asset_classes or ASSET_CLASSES:
         click.echo(f"ingest_job [{asset_class}] ...")
