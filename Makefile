@@ -64,7 +64,7 @@ bench: setup  ## the benchmark comparison, full profile -> benchmarks/results/fu
 bench-events: setup  ## plain vs event-aware NHITS (ablation none/news/fomc/all, 3 seeds) -> benchmarks/results/events-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench-events
 
-bench-bench-scale: setup  ## what Ray buys: search trials/hour 1 vs 2 slots, six trainings serial vs on Ray, DDP 1 vs 2 processes, default vs searched NHITS at the gate -> benchmarks/results/scale-<cpu|cuda>.{json,md} (run `make run` first)
+bench-scale: setup  ## what Ray buys: search trials/hour 1 vs 2 slots, six trainings serial vs on Ray, DDP 1 vs 2 processes, default vs searched NHITS at the gate -> benchmarks/results/scale-<cpu|cuda>.{json,md} (run `make run` first)
 	$(BIN)/tradecast bench-scale
 
 tune: setup  ## the real search: tune_job per partition (nhits_search on Ray Tune, 16 trials; nhits_model with the best config, full profile; the gate)
@@ -76,7 +76,7 @@ gpu-check: setup  ## GPU readiness (CUDA machine): bf16 NHITS training smoke -> 
 ray-stop: setup  ## stop this home's local Ray head (the first training or search starts it; it is shared by every run)
 	$(BIN)/tradecast ray-stop
 
-serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
+bench-serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench-serve
 
 serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SERVE_PORT) (run `make run` first)

@@ -122,14 +122,17 @@ def nhits_model(context: dg.AssetExecutionContext, config: NHITSConfig, warehous
         ensemble_metric=GateRule.for_target(target).metric if config.ensemble else None))
     for step, loss in shipped.train_loss_trajectory[::max(1, config.log_every_n_steps)]:
         context.log.info(f"step {step}: train loss {loss:.5f}")
+    context.log.info(f"trained on Ray node {shipped.node[:12]} in {shipped.ended_at - shipped.started_at:.1f} s")
     result = unpack(shipped, warehouse.settings.root, accelerator="cpu")
+    placement = {"ray_node": shipped.node, "ray_started_at": dg.MetadataValue.timestamp(shipped.started_at),
+                 "ray_seconds": dg.MetadataValue.float(round(shipped.ended_at - shipped.started_at, 2))}
     return _register(context, config, warehouse, registry, name, asset_class, target, frame, result, features,
-                     feature_tags, config_source)
+                     feature_tags, config_source, placement)
 
 
 def _register(context, config: NHITSConfig, warehouse: Warehouse, registry: ModelRegistry, name: str,
               asset_class: str, target: str, frame, result, features: str, feature_tags: dict,
-              config_source: str) -> dg.MaterializeResult:
+              config_source: str, placement: dict) -> dg.MaterializeResult:
     """Log the trained version (and the ensemble), record the evaluation, set the aliases: the asset's writes."""
     from models.plots import plot_forecasts
     from storage.queries import record_evaluation
@@ -148,7 +151,8 @@ def _register(context, config: NHITSConfig, warehouse: Warehouse, registry: Mode
         params={**spec.to_params(), "asset_class": asset_class, "target": target, "accelerator": config.accelerator,
                 "n_series": frame.unique_id.nunique(), "train_end": result.train_end, "config_source": config_source},
         metrics={f"{row.model}_{m}": getattr(row, m) for row in table.itertuples() for m in ("mse", "mae", "mase")}
-        | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))},
+        | {"train_seconds": result.train_seconds, "coverage_80": nhits.get("coverage_80", float("nan"))}
+        | {f"checkpoint_{k}": float(v) for k, v in (result.best_checkpoint or {}).items() if k != "restored"},
         tags={"asset_class": asset_class, "target": target, "dagster_run_id": context.run_id,
               "config_source": config_source, **feature_tags})
     registry.tag(name, version, feature_tags)  # on the version too: the gate and forecasts read them there
@@ -168,10 +172,19 @@ def _register(context, config: NHITSConfig, warehouse: Warehouse, registry: Mode
         "target": target, "features": features, "config_source": config_source,
         "mase": dg.MetadataValue.float(float(nhits.mase)), "mae": dg.MetadataValue.float(float(nhits.mae)),
         "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 2)),
+        "weights": _checkpoint_text(result.best_checkpoint),
         "evaluation": dg.MetadataValue.md(table.round(6).to_markdown(index=False)),
         "test_windows": f"{result.test_start} .. (after train_end {result.train_end})",
-        "forecast_plot": png_markdown(plot, name),
+        "forecast_plot": png_markdown(plot, name), **placement,
     })
+
+
+def _checkpoint_text(record: dict | None) -> str:
+    """Which weights were kept: the best validated step (models.nhits.best_checkpoint) or the last."""
+    if not record:
+        return "last step (no validation set)"
+    return (f"best validated: step {record['best_step']} (val loss {record['best_val_loss']:.4g}); "
+            f"last validation step {record['last_step']} had {record['last_val_loss']:.4g}")
 
 
 def _ensemble_text(result, asked: bool) -> str:

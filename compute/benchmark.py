@@ -62,7 +62,7 @@ def search_rate(train: pd.DataFrame, spec, freq: str, *, num_samples: int, max_s
 def gate_row(key: tuple[str, str], default, searched, best_config: dict | None) -> dict:
     """The gate's loss of default and searched NHITS and of the best baseline (same windows), and the decision of
     the searched NHITS against the best baseline (DM test, the gate's alpha)."""
-    from models.promotion import GateRule, best_baseline, decide, scores, windows_of
+    from models.promotion import GateRule, Windows, best_baseline, decide, scores
 
     rule = GateRule.for_target(key[1])
     points = default.predictions
@@ -73,10 +73,48 @@ def gate_row(key: tuple[str, str], default, searched, best_config: dict | None) 
     if searched is not None:
         s_points = searched.predictions
         row["searched_nhits"] = float(scores(s_points[s_points.model == "nhits"], rule.metric, searched.scale).iloc[0])
-        decision = decide("searched", s_points, searched.scale, windows_of(searched.evaluation), rule)
-        row.update(decision=decision.verdict, p_value=decision.p_value_baseline, reason=decision.reason,
-                   best_config=best_config)
+        spec = searched.spec
+        decision = decide("searched", s_points, searched.scale, Windows(h=spec.h, n_windows=spec.n_windows,
+                                                                        step=spec.step), rule)
+        row.update(decision="promoted" if decision.passed else "refused", p_value=decision.p_value_baseline,
+                   reason=decision.reason, best_config=best_config)
     return row
+
+
+def more_series(bars: pd.DataFrame, spec, *, small: int = 60, asset_class: str = "equities") -> list[dict]:
+    """Per target: NHITS on ``small`` series (the default training frame) vs on every series of the class, one
+    after the other in this process. Both are scored on the windows they share (the small model's series and
+    cutoffs: the gate's loss and MASE, each next to the best baseline on exactly those points); times are
+    NHITS's fit and the whole evaluation (every baseline of every series)."""
+    from domain.vocabulary import TARGETS
+    from models.evaluation import train_and_evaluate
+    from models.frames import to_training_frame
+    from models.promotion import GateRule, best_baseline, scores
+
+    rows = []
+    closes = to_training_frame(bars, asset_class, "close")[["unique_id", "ds", "y"]]
+    for target in TARGETS:
+        rule, results = GateRule.for_target(target), {}
+        for n in (small, None):
+            frame = to_training_frame(bars, asset_class, target, max_series=n)
+            results[n] = (frame, train_and_evaluate(frame, spec, **_job(frame, spec, target,
+                                                                     closes if target == "volatility" else None)))
+        keys = ["unique_id", "cutoff", "ds"]
+        shared = results[small][1].predictions[keys].drop_duplicates().merge(
+            results[None][1].predictions[keys].drop_duplicates(), on=keys)
+        scale = results[small][1].scale
+        for frame, result in results.values():
+            points = result.predictions.merge(shared, on=keys)
+            best, best_score = best_baseline(points, rule.metric, scale)
+            mine = points[points.model == "nhits"]
+            rows.append({"target": target, "series_trained": int(frame.unique_id.nunique()),
+                         "rows_trained": int(len(frame)),
+                         "scored_series": int(shared.unique_id.nunique()), "scored_points": len(mine),
+                         "metric": rule.metric, "nhits": float(scores(mine, rule.metric, scale).iloc[0]),
+                         "nhits_mase": float(scores(mine, "mase", scale).iloc[0]), "best_baseline": best,
+                         "best_baseline_score": best_score, "train_s": result.train_seconds,
+                         "eval_s": result.eval_seconds})
+    return rows
 
 
 def to_markdown(doc: dict) -> str:
@@ -84,14 +122,20 @@ def to_markdown(doc: dict) -> str:
              f"Command: `{doc['command']}`; Ray {doc['machine']['ray']}; created {doc['created_at']}.", ""]
     lines += ["## Search trials per hour (same search, 1 vs 2 Ray worker slots)", "",
               pd.DataFrame(doc["search_rate"]).round(3).to_markdown(index=False), ""]
-    t = doc["six_trainings"]
-    lines += ["## Six trainings: serial in one process vs concurrent on Ray", "",
-              pd.DataFrame([t]).round(3).to_markdown(index=False), "",
-              f"Goal: Ray <= 0.6x serial; measured {t['ratio']:.2f}x "
-              f"({'met' if t['ratio'] <= 0.6 else 'not met'}).", ""]
+    t = doc.get("six_trainings")
+    if t:
+        lines += ["## Six trainings: serial in one process vs concurrent on Ray", "",
+                  pd.DataFrame([t]).round(3).to_markdown(index=False), "",
+                  f"Goal: Ray <= 0.6x serial; measured {t['ratio']:.2f}x "
+                  f"({'met' if t['ratio'] <= 0.6 else 'not met'}).", ""]
     if doc.get("ddp"):
         lines += ["## Data-parallel training (Lightning DDP, gloo on CPU)", "",
                   pd.DataFrame(doc["ddp"]).round(4).to_markdown(index=False), ""]
+    if doc.get("more_series"):
+        lines += ["## Equities NHITS on 60 series vs every series (scored on the 60 series' shared windows)", "",
+                  pd.DataFrame(doc["more_series"]).round(4).to_markdown(index=False), ""]
+    if not doc.get("gate"):
+        return "\n".join(lines)
     gate = pd.DataFrame(doc["gate"])
     lines += ["## Default vs searched NHITS vs the best baseline (same windows, the gate's loss)", "",
               gate.drop(columns=["best_config", "reason"], errors="ignore").round(4).to_markdown(index=False), ""]

@@ -161,12 +161,18 @@ def connect(address: str | None = None, home: str | None = None, *, num_cpus: in
             num_gpus: int | None = None) -> str:
     """Connect this process to Ray (once): ``address`` (or ``$RAY_ADDRESS``) when given, else this home's local
     head (started when none runs). Returns the address connected to."""
-    import ray
-
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
+        imported = "ray" in sys.modules
         os.environ.update(auth_env(home))
+        if imported:  # Ray read RAY_AUTH_MODE into its config at import: read it again (and drop a cached token)
+            from ray._raylet import AuthenticationTokenLoader, Config
+
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
         address = local_head(home, num_cpus=num_cpus, num_gpus=num_gpus).address
+    import ray
+
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, namespace="tradecast", logging_level="WARNING")
     return address

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ class Shipped:
     files: dict[str, bytes]
     node: str
     train_loss_trajectory: list[tuple[int, float]]
+    started_at: float = 0.0  # wall clock (time.time) on the worker: when the task began and ended
+    ended_at: float = 0.0
 
 
-def _pack(result) -> Shipped:
+def _pack(result, started_at: float) -> Shipped:
     import ray
 
     from models.forecasting import save_model
@@ -38,26 +41,28 @@ def _pack(result) -> Shipped:
         files = {p.name: p.read_bytes() for p in (Path(tmp) / "model").iterdir()}
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
     return Shipped(result=dataclasses.replace(result, nf=None), files=files, node=node,
-                   train_loss_trajectory=trajectory)
+                   train_loss_trajectory=trajectory, started_at=started_at, ended_at=time.time())
 
 
 def unpack(shipped: Shipped, workdir: str | Path, *, accelerator: str = "auto"):
-    """The TrainResult with its model loaded (on this machine's device) from the shipped files."""
+    """The TrainResult with its model loaded (on this machine's device) from the shipped files, written to a
+    temporary folder under ``workdir`` that is removed once the weights are in memory."""
     from models.forecasting import load_model
 
-    folder = Path(tempfile.mkdtemp(prefix="shipped-", dir=workdir))
-    for name, content in shipped.files.items():
-        if Path(name).name != name:  # file names come from save_model; a path in one would escape the folder
-            raise ValueError(f"shipped model file {name!r} is not a plain file name")
-        (folder / name).write_bytes(content)
-    return dataclasses.replace(shipped.result, nf=load_model(folder, accelerator=accelerator))
+    with tempfile.TemporaryDirectory(prefix="shipped-", dir=workdir) as folder:
+        for name, content in shipped.files.items():
+            if Path(name).name != name:  # file names come from save_model; a path in one would escape the folder
+                raise ValueError(f"shipped model file {name!r} is not a plain file name")
+            (Path(folder) / name).write_bytes(content)
+        return dataclasses.replace(shipped.result, nf=load_model(folder, accelerator=accelerator))
 
 
 def train_task(frame, spec, kwargs: dict) -> Shipped:
     """What runs on a Ray worker: ``models.evaluation.train_and_evaluate(frame, spec, **kwargs)``, packed."""
     from models.evaluation import train_and_evaluate
 
-    return _pack(train_and_evaluate(frame, spec, **kwargs))
+    started_at = time.time()
+    return _pack(train_and_evaluate(frame, spec, **kwargs), started_at)
 
 
 def submit(frame, spec, *, num_cpus: float = DEFAULT_CPUS_PER_TRAINING, num_gpus: float = 0, **kwargs):

@@ -37,7 +37,7 @@ from models.baselines import baseline_forecasts
 from models.configs import NHITSSpec
 from models.metrics import naive_scale
 from models.nf_frames import exog_of, model_columns, tidy_nf_output
-from models.nhits import LogFn
+from models.nhits import LogFn, best_checkpoint
 
 PRED_COLUMNS = ["model", "unique_id", "cutoff", "ds", "step", "y", "yhat", "lo", "hi"]
 
@@ -73,6 +73,7 @@ class TrainResult:
     scale: pd.Series | None = None  # per-series MASE scale: naive MAE of the training part
     ensemble: Any = None  # models.ensemble.Ensemble chosen on validation windows (its test forecasts: "ensemble")
     ensemble_note: str = ""  # why there is none, when asked for
+    best_checkpoint: dict | None = None  # models.nhits.best_checkpoint: the restored step and its validation loss
 
 
 def time_split(frame: pd.DataFrame, *, h: int, n_windows: int, step_size: int | None = None) -> Split:
@@ -289,4 +290,5 @@ def train_and_evaluate(frame: pd.DataFrame, spec: NHITSSpec, *, accelerator: str
         spec=spec, freq=freq, dropped_series=split.dropped_series, scale=naive_scale(split.train, seasonality=1),
         train_loss=float(train_traj[-1][1]) if train_traj else None,
         val_loss=float(val_traj[-1][1]) if val_traj else None, ensemble=ensemble, ensemble_note=note,
+        best_checkpoint=best_checkpoint(nf),
     )

@@ -47,6 +47,7 @@ _NOISY_WARNINGS = (
     r".*val_check_steps is greater than max_steps.*",
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*Attribute 'callbacks' removed from hparams because it cannot be pickled.*",
+    r".*Attribute 'strategy' removed from hparams.*",  # models.ddp: the strategy is not saved
 )
 
 

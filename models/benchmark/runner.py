@@ -63,9 +63,10 @@ def window_keys(split: Split, h: int) -> pd.DataFrame:
 
 
 def run_benchmark(data: BenchData, budget: Budget, models: tuple[str, ...], *, accelerator: str = "auto",
-                  log: Callable[[str], Any] = lambda _msg: None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  log: Callable[[str], Any] = lambda _msg: None,
+                  nhits_config: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(results, latency)``: one results row per model (neural and baseline), one latency row per model,
-    path and batch size."""
+    path and batch size. ``nhits_config``: NHITS trains with this searched config (models.benchmark.search)."""
     spec = data.spec
     device = device_of(accelerator)
     split = time_split(data.frame, h=spec.h, n_windows=spec.n_windows, step_size=spec.step_size)
@@ -85,7 +86,7 @@ def run_benchmark(data: BenchData, budget: Budget, models: tuple[str, ...], *, a
     for name in models:
         log(f"{spec.name}: {name} ...")
         row, timings = _run_model(name, data, split, fit_df, keys, baselines, scale, budget, n_series,
-                                  accelerator, device)
+                                  accelerator, device, nhits_config if name == "nhits" else None)
         rows.append({**context, **row})
         latency += [{"dataset": spec.name, "model": name, **{k: getattr(t, k) for k in LATENCY_COLUMNS[2:]}}
                     for t in timings]
@@ -101,14 +102,15 @@ def run_benchmark(data: BenchData, budget: Budget, models: tuple[str, ...], *, a
 
 def _run_model(name: str, data: BenchData, split: Split, fit_df: pd.DataFrame, keys: pd.DataFrame,
                baselines: pd.DataFrame, scale: pd.Series, budget: Budget, n_series: int, accelerator: str,
-               device: str) -> tuple[dict, list[Timing]]:
+               device: str, config: dict | None = None) -> tuple[dict, list[Timing]]:
     from neuralforecast import NeuralForecast
 
     from models.nhits import lightning_quiet
 
     spec = data.spec
     timer = step_timer()
-    model = build_model(name, spec, budget, n_series=n_series, accelerator=accelerator, callbacks=[timer])
+    model = build_model(name, spec, budget, n_series=n_series, accelerator=accelerator, callbacks=[timer],
+                        nhits_config=config)
     nf = NeuralForecast(models=[model], freq=spec.freq)
     notes = []
     with PeakMemory(device) as peak:
@@ -121,7 +123,7 @@ def _run_model(name: str, data: BenchData, split: Split, fit_df: pd.DataFrame, k
             notes.append(f"training capped at {budget.train_cap_s:g} s: {steps} of {budget.max_steps} steps"
                          if budget.train_cap_s is not None else f"training stopped at {steps} of {budget.max_steps}"
                          " steps (no time cap)")
-        timings = measure_latency(nf, name, split.full, spec.input_size, budget, n_series, device)
+        timings = measure_latency(nf, name, split.full, nf.models[0].input_size, budget, n_series, device)
         unmeasured = [f"{t.path} b{t.batch}" for t in timings if t.skipped.startswith("capped")]
         if unmeasured:
             notes.append(f"latency cap {budget.latency_cap_s:.0f} s: {', '.join(unmeasured)} not measured")

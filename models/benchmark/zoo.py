@@ -32,8 +32,9 @@ def parse_models(text: str | None) -> tuple[str, ...]:
 
 
 def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, accelerator: str = "auto",
-                callbacks: list | None = None) -> Any:
-    """An unfitted neuralforecast model ``name`` for ``spec`` trained under ``budget``."""
+                callbacks: list | None = None, nhits_config: dict | None = None) -> Any:
+    """An unfitted neuralforecast model ``name`` for ``spec`` trained under ``budget`` (``nhits_config``: a searched
+    NHITS config)."""
     from neuralforecast import models as nfm
 
     from models.nhits import lightning_quiet, make_loss, trainer_settings
@@ -58,7 +59,7 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
         common.update(windows_batch_size=budget.batch_size, batch_size=min(32, n_series))
     with lightning_quiet():
         if name == "nhits":
-            return _nhits(spec, budget, trainer, common["batch_size"], accelerator)
+            return _nhits(spec, budget, trainer, common["batch_size"], accelerator, nhits_config)
         if name == "patchtst":
             return nfm.PatchTST(patch_len=16, stride=8, **common, **trainer)
         if name == "itransformer":
@@ -68,17 +69,14 @@ def build_model(name: str, spec: BenchSpec, budget: Budget, *, n_series: int, ac
         return nfm.TiDE(**common, **trainer)
 
 
-def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, series_batch_size: int, accelerator: str) -> Any:
-    """NHITS through the project's own factory (the same one production training uses)."""
-    from models.configs import NHITSSpec
+def _nhits(spec: BenchSpec, budget: Budget, trainer: dict, series_batch_size: int, accelerator: str,
+           config: dict | None) -> Any:
+    """NHITS through the project's own factory (the same one production training uses); ``config``: a searched
+    config (models.benchmark.search) applied to the budget's spec."""
+    from models.benchmark.search import nhits_spec
     from models.nhits import build_nhits
 
-    nspec = NHITSSpec(name=spec.name, h=spec.h, input_size=spec.input_size, freq=spec.freq,
-                      season_length=spec.season_length, n_pool_kernel_size=spec.n_pool_kernel_size,
-                      n_freq_downsample=spec.n_freq_downsample, batch_size=budget.batch_size,
-                      series_batch_size=series_batch_size, learning_rate=budget.learning_rate,
-                      max_steps=budget.max_steps, val_check_steps=budget.max_steps, loss="mae",
-                      scaler_type=spec.scaler_type, seed=budget.seed)
+    nspec = nhits_spec(spec, budget, series_batch_size=series_batch_size, config=config)
     model = build_nhits(nspec, accelerator=accelerator)
     model.trainer_kwargs.update(callbacks=trainer["callbacks"])
     if "max_time" in trainer:

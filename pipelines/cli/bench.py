@@ -25,15 +25,19 @@ from pipelines.cli.runner import ensure_bars, run_job
 CAPS = ", ".join(f"{p} {b.train_cap_s:g} s / {b.eval_cap_s:g} s" for p, b in BUDGETS.items())
 
 
-def _write(out: Path, name: str, results, latency, budget, title: str) -> None:
+def _write(out: Path, name: str, results, latency, budget, title: str, search: dict | None = None) -> None:
     import pandas as pd
 
+    from models.benchmark import search as bench_search
     from models.benchmark.report import to_document, to_markdown
 
     out.mkdir(parents=True, exist_ok=True)
     ran = pd.Timestamp(results["created_at"].max()) if "created_at" in results else pd.Timestamp.now(tz="UTC")
     doc = to_document(results, latency, name=name, created_at=ran.isoformat(), budget=budget)
     markdown = to_markdown(results, latency, title=title)
+    if search is not None:
+        doc["search"] = search
+        markdown += "\n" + bench_search.to_markdown(search)
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     (out / f"{name}.md").write_text(markdown + "\n")
     click.echo(markdown)
@@ -102,12 +106,15 @@ def _market(profile: str, asset_classes: tuple[str, ...], steps: int | None, mod
 @click.option("--no-caps", is_flag=True,
               help="No training or evaluation time cap: every model trains all --steps and scores every test "
                    "window (the latency sweep keeps its budget and names the batch sizes it skipped).")
+@click.option("--search", "search", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="With --csv: tune NHITS with N Ray Tune trials on the file's validation part first (the N-HiTS "
+                   "paper's protocol); Ray: RAY_ADDRESS or this home's local head.")
 @click.option("--report-only", is_flag=True,
               help="Write the files from the latest results of this profile in the warehouse; run nothing.")
 def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: str, csv_path: str | None,
           date_col: str, freq: str | None, h: int | None, input_size: int | None, models: str | None,
           steps: int | None, split: str, max_series: int | None, seed: int, train_cap: float | None,
-          eval_cap: float | None, no_caps: bool, report_only: bool) -> None:
+          eval_cap: float | None, no_caps: bool, search: int, report_only: bool) -> None:
     """Compare NHITS with PatchTST, iTransformer, TimesNet and TiDE beside the naive baselines."""
     from models.benchmark.runner import device_of
     from models.benchmark.specs import budget_for
@@ -120,6 +127,10 @@ def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: s
     if no_caps and (train_cap or eval_cap):
         raise click.BadParameter("--no-caps cannot be combined with --train-cap / --eval-cap", param_hint="--no-caps")
     caps = {"train_cap_s": train_cap, "eval_cap_s": eval_cap, "no_caps": no_caps}
+    if search and (csv_path is None or "nhits" not in chosen):
+        raise click.BadParameter("--search tunes NHITS on a --csv file's validation part: give --csv and keep nhits "
+                                 "in --models (the market data's search is the nhits_search asset: make tune)",
+                                 param_hint="--search")
     device = device_of("auto")
     if csv_path is None:
         results, latency = _market(profile, asset_classes or ASSET_CLASSES, steps, ",".join(chosen), seed, caps,
@@ -129,13 +140,13 @@ def bench(profile: str, asset_classes: tuple[str, ...], name: str | None, out: s
                f"Benchmark on the bundled market data ({profile} profile, {device})")
         _warn(results, None if report_only else budget)
         return
-    results, latency, budget, label = _csv(csv_path, profile, date_col, freq, h, input_size, chosen, steps, split,
-                                           max_series, seed, caps)
-    _write(Path(out), name or label, results, latency, dataclasses.asdict(budget), f"Benchmark on {csv_path}")
+    results, latency, budget, label, found = _csv(csv_path, profile, date_col, freq, h, input_size, chosen, steps,
+                                                  split, max_series, seed, caps, search)
+    _write(Path(out), name or label, results, latency, dataclasses.asdict(budget), f"Benchmark on {csv_path}", found)
     _warn(results, budget)
 
 
-def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max_series, seed, caps):
+def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max_series, seed, caps, search):
     from models.benchmark.datasets import split_protocol
     from models.benchmark.ltsf import LTSFError, read_benchmark_csv
     from models.benchmark.runner import run_benchmark
@@ -162,5 +173,24 @@ def _csv(path, profile, date_col, freq, h, input_size, models, steps, split, max
         data = split_protocol(frame, spec, budget, fractions)
     except (LTSFError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    results, latency = run_benchmark(data, budget, models, log=click.echo)
-    return results, latency, budget, label
+    found = _search(data, budget, search) if search else None
+    results, latency = run_benchmark(data, budget, models, log=click.echo,
+                                     nhits_config=found["best_config"] if found else None)
+    return results, latency, budget, label, found
+
+
+def _search(data, budget, trials: int) -> dict:
+    """The NHITS search on the Ray cluster (RAY_ADDRESS, or this home's local head, started when missing)."""
+    from compute.cluster import connect
+    from models.benchmark.search import search_nhits
+    from storage.home import tradecast_home
+
+    address = connect()
+    click.echo(f"{data.spec.name}: searching NHITS, {trials} trials on Ray ({address}) ...")
+    try:
+        found = search_nhits(data, budget, num_samples=trials, storage=tradecast_home() / "ray" / "tune")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{data.spec.name}: best of {found['trials_run']} trials: validation MAE {found['best_val_mae']:.4f} "
+               f"with {found['best_config']}")
+    return {**found, "ray_address": address}

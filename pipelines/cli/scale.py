@@ -60,16 +60,24 @@ def _frames():
     return frames, closes
 
 
+def _bars(asset_class: str):
+    from resources import Settings, Warehouse
+    from storage.bars import read_bars
+
+    return read_bars(Warehouse(settings=Settings()).query, asset_class)
+
+
 @click.command("bench-scale")
 @click.option("--trials", type=int, default=4, show_default=True, help="search trials per partition")
 @click.option("--trial-steps", type=int, default=60, show_default=True, help="steps of an unstopped trial")
 @click.option("--ddp-steps", type=int, default=60, show_default=True)
-def bench_scale(trials: int, trial_steps: int, ddp_steps: int) -> None:
+@click.option("--skip-series", is_flag=True, help="Skip the equities 60-series vs every-series comparison.")
+def bench_scale(trials: int, trial_steps: int, ddp_steps: int, skip_series: bool) -> None:
     """Search rate 1 vs 2 slots, six trainings serial vs on Ray, DDP 1 vs 2 processes, default vs searched NHITS."""
     import ray
     import torch
 
-    from compute.benchmark import gate_row, search_rate, six_trainings, to_markdown
+    from compute.benchmark import gate_row, more_series, search_rate, six_trainings
     from compute.cluster import connect
     from compute.training import train_many
     from models.configs import spec_for
@@ -92,9 +100,11 @@ def bench_scale(trials: int, trial_steps: int, ddp_steps: int) -> None:
     click.echo("search trials per hour, 1 vs 2 slots (fx close) ...")
     doc["search_rate"], _ = search_rate(fx_split.train, specs[("fx", "close")], fx.attrs.get("freq") or "B",
                                         num_samples=trials, max_steps=trial_steps, storage=storage)
+    _save(doc, device)
     click.echo("six trainings, serial vs on Ray ...")
     timing, serial, _ = six_trainings(frames, specs, closes)
     doc["six_trainings"] = timing
+    _save(doc, device)
     try:
         from models.ddp import ddp_benchmark
     except ImportError:
@@ -104,6 +114,11 @@ def bench_scale(trials: int, trial_steps: int, ddp_steps: int) -> None:
         ddp_spec = specs[("fx", "close")].replace(max_steps=ddp_steps)
         doc["ddp"] = ddp_benchmark(fx_split.train, ddp_spec, fx.attrs.get("freq") or "B", devices_list=(1, 2),
                                    workdir=tradecast_home() / "ray" / "ddp")
+        _save(doc, device)
+    if not skip_series:
+        click.echo("equities NHITS on 60 series vs every series ...")
+        doc["more_series"] = more_series(_bars("equities"), specs[("equities", "close")])
+        _save(doc, device)
     click.echo(f"searching every partition ({trials} trials x <= {trial_steps} steps), then training the best ...")
     best = {}
     for key, frame in frames.items():
@@ -119,7 +134,15 @@ def bench_scale(trials: int, trial_steps: int, ddp_steps: int) -> None:
                            {"accelerator": "cpu", "target": k[1], "close": closes[k[0]] if k[1] == "volatility"
                             else None}) for k in keys])
     doc["gate"] = [gate_row(k, serial[k], s.result, best[k]) for k, s in zip(keys, shipped, strict=True)]
+    click.echo(_save(doc, device))
+
+
+def _save(doc: dict, device: str) -> str:
+    """Write what is measured so far (a later section that fails keeps the earlier ones); returns the markdown."""
+    from compute.benchmark import to_markdown
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"scale-{device}.json").write_text(json.dumps(doc, indent=2, default=str))
-    (RESULTS / f"scale-{device}.md").write_text(to_markdown(doc))
-    click.echo(to_markdown(doc))
+    markdown = to_markdown(doc)
+    (RESULTS / f"scale-{device}.md").write_text(markdown)
+    return markdown

@@ -81,6 +81,35 @@ def test_bench_cli_on_a_wide_ltsf_file(tmp_path, home):
     assert not list(home.glob("**/*.duckdb")), "--csv benchmarks must not touch the warehouse"
 
 
+@pytest.mark.slow
+def test_bench_cli_searches_nhits_on_the_validation_part_first(tmp_path, home):
+    """--search N: N Ray Tune trials (on the session's Ray cluster) on the validation part, which ends before the
+    first test timestamp; NHITS is then trained with the best config and scored beside the baselines."""
+    from pipelines.cli import main
+
+    csv = _autoformer_exchange_csv(tmp_path / "exchange_rate.csv", rows=400)
+    out = tmp_path / "results"
+    result = CliRunner().invoke(main, ["bench", "--csv", str(csv), "--h", "12", "--input-size", "24", "--steps", "8",
+                                       "--profile", "quick", "--models", "nhits", "--split", "0.6,0.2,0.2",
+                                       "--search", "3", "--no-caps", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "exchange_rate-h12.json").read_text())
+    found = doc["search"]
+    assert found["num_samples"] == found["trials_run"] == len(found["trials"]) == 3
+    assert found["val_size"] == 80 and found["max_steps"] == 8  # 20 % of 400 rows, the budget's steps
+    ok = [t for t in found["trials"] if t["status"] == "TERMINATED"]
+    assert ok and found["best_val_mae"] == pytest.approx(min(t["val_loss"] for t in ok), rel=1e-12)
+    assert set(found["best_config"]) == set(found["space"]) >= {"input_size", "learning_rate", "scaler_type"}
+    test_start = pd.Timestamp(found["validation"]["test_start"])
+    assert all(pd.Timestamp(t["val_end"]) < test_start and pd.Timestamp(t["data_end"]) < test_start
+               for t in found["trials"])  # no trial saw a test timestamp
+    [dataset] = doc["datasets"]
+    nhits = next(m for m in dataset["models"] if m["model"] == "nhits")
+    assert nhits["steps_done"] == 8 and np.isfinite(nhits["mse"])
+    markdown = (out / "exchange_rate-h12.md").read_text()
+    assert "## NHITS search (exchange_rate-h12)" in markdown and found["best_trial_id"] in markdown
+
+
 def test_bench_cli_rejects_a_bad_file_and_bad_options(tmp_path):
     from pipelines.cli import main
 
@@ -93,6 +122,10 @@ def test_bench_cli_rejects_a_bad_file_and_bad_options(tmp_path):
     assert result.exit_code == 2 and "--h is required" in result.output
     result = runner.invoke(main, ["bench", "--csv", str(bad), "--h", "4", "--models", "nhits,arima"])
     assert result.exit_code == 2 and "unknown model" in result.output
+    result = runner.invoke(main, ["bench", "--search", "4"])
+    assert result.exit_code == 2 and "--search tunes NHITS on a --csv file" in result.output
+    result = runner.invoke(main, ["bench", "--csv", str(bad), "--h", "4", "--models", "tide", "--search", "4"])
+    assert result.exit_code == 2 and "keep nhits" in result.output
     short = tmp_path / "short.csv"
     short.write_text("date,OT\n" + "".join(f"2016-07-{d:02d},{d}\n" for d in range(1, 29)))
     result = runner.invoke(main, ["bench", "--csv", str(short), "--h", "24"])
