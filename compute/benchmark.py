@@ -130,7 +130,11 @@ def to_markdown(doc: dict) -> str:
                   f"({'met' if t['ratio'] <= 0.6 else 'not met'}).", ""]
     if doc.get("ddp"):
         lines += ["## Data-parallel training (Lightning DDP, gloo on CPU)", "",
-                  pd.DataFrame(doc["ddp"]).round(4).to_markdown(index=False), ""]
+                  pd.DataFrame(doc["ddp"]).drop(columns=["model_dir"], errors="ignore").round(4)
+                  .to_markdown(index=False), "",
+                  "`final_train_loss` is rank 0's own loss (half the windows of a step with 2 processes), averaged "
+                  "over the last tenth of the steps: noisy; `val_loss` (all series, gathered) is the comparable "
+                  "figure.", ""]
     if doc.get("more_series"):
         lines += ["## Equities NHITS on 60 series vs every series (scored on the 60 series' shared windows)", "",
                   pd.DataFrame(doc["more_series"]).round(4).to_markdown(index=False), ""]
