@@ -1,6 +1,6 @@
 """`nhits_search` on the session's real Ray cluster: trials in DuckDB `search_trials` and as MLflow child runs of
-one parent run, and `nhits_model` trained with the best searched config (config_source); a backfill of the six
-`nhits_model` partitions trains two at a time on the cluster's two slots, each equal to the in-process path."""
+one parent run, and `nhits_model` trained with the best searched config (config_source); the six trainings on Ray
+equal the in-process ones (same seed)."""
 
 import json
 
@@ -60,64 +60,25 @@ def test_search_fills_search_trials_and_child_runs_and_the_model_trains_with_the
     assert int(params["input_size"]) == int(config["input_size"])
 
 
-BACKFILL = {"max_steps": 8, "ensemble": False, "use_search": False, "input_size": 40, **SMALL}
-
-
 @pytest.mark.slow
-def test_a_backfill_of_the_six_partitions_trains_concurrently_on_ray_as_in_process(home):
-    """Six nhits_model partition runs launched at once (as a backfill does): the Ray cluster's 2 slots run two
-    trainings at a time (the writer pool is held only around reads and writes), and every partition's scores equal
-    the in-process path's on the same frame and spec (same seed)."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_six_trainings_on_ray_equal_the_in_process_ones():
+    import ray
 
-    import dagster as dg
-    import numpy as np
-
-    from assets.nhits_model import NHITSConfig, nhits_model
-    from domain.vocabulary import ASSET_CLASSES, TARGETS
+    from compute.cluster import connect
+    from compute.training import train_many
+    from models.configs import spec_for
     from models.evaluation import train_and_evaluate
-    from pipelines.definitions import defs
-    from pipelines.instance import ensure_dagster_home
-    from resources import Settings, Warehouse
-    from storage.duck import replace_where
-    from storage.queries import read_frame
 
-    warehouse = Warehouse(settings=Settings())
-    with warehouse.transaction() as con:
-        for i, asset_class in enumerate(ASSET_CLASSES):
-            close = _sine_frame(n_series=2, length=260 + 10 * i)
-            frames = {"close": close, "volatility": close.assign(y=lambda f: 0.002 * f.y + 0.001 * np.cos(f.y))}
-            for target, frame in frames.items():
-                replace_where(con, "training_frames", frame.assign(asset_class=asset_class, target=target),
-                              {"asset_class": asset_class, "target": target})
-    ensure_dagster_home()
-    keys = [(c, t) for c in ASSET_CLASSES for t in TARGETS]
-
-    def partition_run(key):
-        with dg.DagsterInstance.get() as instance:
-            return dg.materialize([nhits_model], partition_key=_key(*key), instance=instance,
-                                  resources=defs.resources, run_config={"ops": {"nhits_model": {"config": BACKFILL}}})
-
-    with ThreadPoolExecutor(len(keys)) as pool:
-        results = dict(zip(keys, pool.map(partition_run, keys), strict=True))
-    assert all(r.success for r in results.values())
-    spans = []
-    for result in results.values():
-        [m] = result.asset_materializations_for_node("nhits_model")
-        start = m.metadata["ray_started_at"].value
-        spans.append((start, start + m.metadata["ray_seconds"].value))
-    # at the busiest instant, as many trainings ran as the cluster has slots: 2 CPUs, 1 per training
-    busiest = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
-    assert busiest == 2, spans
-    with dg.DagsterInstance.get() as instance:
-        assert instance.event_log_storage.get_concurrency_info("duckdb_writer").claimed_slots == []
-    stored = warehouse.query("SELECT asset_class, target, model, mae FROM model_evaluations")
-    for asset_class, target in keys:
-        frame = read_frame(warehouse.query, asset_class, target)
-        close = read_frame(warehouse.query, asset_class, "close")[["unique_id", "ds", "y"]]
-        local = train_and_evaluate(frame, NHITSConfig(**BACKFILL).spec(asset_class), accelerator="cpu",
-                                   target=target, close=close if target == "volatility" else None)
-        want = local.evaluation.set_index("model")["mae"]
-        got = stored[(stored.asset_class == asset_class) & (stored.target == target)].set_index("model")["mae"]
-        assert sorted(got.index) == sorted(want.index), (asset_class, target)
-        assert got[want.index].to_numpy() == pytest.approx(want.to_numpy(), rel=1e-4), (asset_class, target)
+    connect()  # the session's head ($RAY_ADDRESS)
+    assert ray.cluster_resources().get("CPU") == 2
+    frames = {(c, t): _sine_frame(n_series=2, length=260 + 10 * i).assign(y=lambda f, i=i: f.y + i)
+              for i, (c, t) in enumerate((c, t) for c in ("crypto", "equities", "fx") for t in ("close", "x"))}
+    specs = {k: spec_for("fx", "quick", max_steps=8, **SMALL) for k in frames}
+    jobs = [(frames[k], specs[k], {"accelerator": "cpu", "freq": "B"}) for k in frames]
+    shipped = train_many(jobs)
+    assert len({s.node for s in shipped}) == 1  # one node here; the tasks ran concurrently on its 2 slots
+    for (frame, spec, kw), remote in zip(jobs, shipped, strict=True):
+        local = train_and_evaluate(frame, spec, **kw).evaluation.set_index("model")
+        there = remote.result.evaluation.set_index("model")
+        assert list(there.index) == list(local.index)
+        assert there["mae"].to_numpy() == pytest.approx(local["mae"].to_numpy(), rel=1e-4)
