@@ -17,7 +17,7 @@ export TRADECAST_HOME ?= $(CURDIR)/var
 PORT ?= 3000
 SERVE_PORT ?= 8000
 
-.PHONY: setup lock lint chromium run train-full test chaos quality bench bench-events bench-serve bench-scale tune gpu-check ray-stop serve ui clean
+.PHONY: setup lock lint chromium promtool run train-full test chaos quality bench bench-events bench-serve bench-scale bench-trading tune gpu-check ray-stop serve ui clean
 
 $(UV_STAMP):
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -47,7 +47,11 @@ chromium:  ## Debian's chromium for tests/pipelines/test_ui_browser.py (Playwrig
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || command -v sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: setup chromium  ## lint, then the test suite (fails when no test ran)
+promtool:  ## Debian's prometheus package for promtool (tests/serving/test_alert_rules.py checks serving/prometheus/alerts.yml)
+	@test -x /usr/bin/promtool || { SUDO=$$([ "$$(id -u)" = 0 ] || command -v sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; }
+
+test: setup chromium promtool  ## lint, then the test suite (fails when no test ran)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -78,6 +82,9 @@ ray-stop: setup  ## stop this home's local Ray head (the first training or searc
 
 bench-serve: setup  ## serving latency: every inference path, HTTP under load, replay -> benchmarks/results/serve-<cpu|cuda>.{json,md}
 	$(BIN)/tradecast bench-serve
+
+bench-trading: setup  ## bar -> intent latency (1 symbol, 500-symbol tick), MCP latency, backtest table -> benchmarks/results/trading-cpu.{json,md} (run `make run` first)
+	$(BIN)/tradecast bench-trading
 
 serve: setup  ## the forecast service for crypto close on http://127.0.0.1:$(SERVE_PORT) (run `make run` first)
 	$(BIN)/tradecast serve --asset-class crypto --target close --port $(SERVE_PORT)

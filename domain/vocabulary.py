@@ -48,3 +48,17 @@ def check_member(kind: str, value: str, allowed: tuple[str, ...] | dict) -> str:
     if value not in allowed:
         raise ValueError(f"{kind} must be one of {sorted(allowed)} (got {value!r})")
     return value
+
+
+# trading (trading/): the strategies `signals` computes and `backtest_report` judges, from the champion's forecasts
+# (volatility targeting, long-only or signed by the close model's direction; the close model's direction alone)
+VOL_TARGET, VOL_TARGET_DIRECTIONAL, DIRECTION = "vol_target", "vol_target_directional", "direction"
+STRATEGIES: tuple[str, ...] = (VOL_TARGET, VOL_TARGET_DIRECTIONAL, DIRECTION)
+# what drives a strategy in the backtest: the champion's rolling-origin forecasts, the same strategy on the naive
+# baselines' forecasts of the same windows, and perfect foresight of the realised values (an upper bound)
+CHAMPION_SOURCE, PERFECT_FORESIGHT = "champion", "perfect_foresight"
+SIGNAL_SOURCES: tuple[str, ...] = (CHAMPION_SOURCE, "naive", "ewma", "window_mean", PERFECT_FORESIGHT)
+BUY_AND_HOLD = "buy_and_hold"  # the benchmark every strategy stands beside
+# bars per year of each class's model frequency (annualising vol, Sharpe and turnover): crypto trades 24/7 on 5-min
+# bars; equities and fx on business days (252 exchange days; fx trades ~260 weekdays)
+BARS_PER_YEAR: dict[str, int] = {"crypto": 288 * 365, "equities": 252, "fx": 260}

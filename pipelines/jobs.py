@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.backtest_report import backtest_report
 from assets.benchmark_report import benchmark_report
 from assets.champion_model import champion_model
 from assets.common import asset_class_partitions, model_partitions
@@ -15,6 +16,7 @@ from assets.nhits_model import nhits_model
 from assets.nhits_search import nhits_search
 from assets.onnx_model import onnx_model
 from assets.quarantine import quarantine
+from assets.signals import signals
 from assets.training_frames import training_frames
 
 ingest_job = dg.define_asset_job(
@@ -99,4 +101,13 @@ retrain_job = dg.define_asset_job(
                 "(champion_model: promoted, or refused: champion stays), then forecasts and the ONNX export of "
                 "whichever model is champion. Started by the schedules and by drift_sensor.",
     tags={"tradecast/purpose": "retrain"},
+)
+
+trading_job = dg.define_asset_job(
+    "trading_job",
+    selection=dg.AssetSelection.assets(signals, backtest_report),
+    partitions_def=asset_class_partitions,
+    description="Turn the class's champions' rolling-origin forecasts into target positions (signals) and backtest "
+                "them after costs beside buy-and-hold, the naive forecasts and perfect foresight (backtest_report).",
+    tags={"tradecast/purpose": "trading"},
 )

@@ -1,10 +1,13 @@
 """Event-driven runs: new files in `$TRADECAST_HOME/incoming/` -> ingestion; a drifted asset class (the latest
-`drift_metrics`) -> `retrain_job` for its partitions. Both on by default."""
+`drift_metrics`) -> `retrain_job` for its partitions; a freshness check that can have turned stale -> its
+evaluation; a failed run -> an alert. All on by default."""
 
 import json
+import warnings
 
 import dagster as dg
 
+from assets.freshness import FRESHNESS_CHECKS
 from domain.vocabulary import TARGETS
 from pipelines.jobs import events_job, ingest_job, retrain_job
 from resources import Settings, Warehouse
@@ -90,3 +93,51 @@ automation_condition_sensor = dg.AutomationConditionSensorDefinition(
     description="Declarative automation, on by default: `quarantine` and `drift_metrics` follow new bars, "
                 "`forecasts` follow each promotion decision (`champion_model`, promoted or refused) and "
                 "each new training frame.")
+
+
+# Dagster's own sensor for freshness checks: it re-runs a passing check once its `dagster/fresh_until_timestamp`
+# has passed (a failed one re-runs with the asset's next materialization). Superseded in 1.13 by FreshnessPolicy,
+# which judges an asset as a whole, not per partition (assets/freshness.py): its notice is silenced here only.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # dagster's SupersessionWarning
+    freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=FRESHNESS_CHECKS, name="freshness_checks_sensor", minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING)
+
+
+def _root_error(error) -> str:
+    """The first error of a chain that is not Dagster's wrapper ("Error occurred while executing op ...")."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()[:2000]
+
+
+# On by default, unlike Dagster's default: locally an alert is one line in a file under $TRADECAST_HOME (a POST only
+# where $TRADECAST_ALERT_WEBHOOK is set), so nothing leaves the machine unasked, and a failure that nobody watched
+# still leaves a trace. The `make ui` daemon evaluates it. monitor_all_code_locations: the `tradecast` CLI's runs
+# (in process, same instance) carry no code-location origin, so only "all" matches them; the instance has this one
+# code location (workspace.yaml), so "all" is nothing more.
+@dg.run_failure_sensor(name="run_failure_sensor", minimum_interval_seconds=30, monitor_all_code_locations=True,
+                       default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Writes one alert per failed run to $TRADECAST_HOME/alerts/alerts.jsonl (time, "
+                                   "job, partition, run id, failed steps, error) and POSTs it as JSON to "
+                                   "$TRADECAST_ALERT_WEBHOOK when set (5 s timeout; a failed POST is logged).")
+def run_failure_sensor(context: dg.RunFailureSensorContext, settings: Settings) -> None:
+    from storage.alerts import post_webhook, record_alert, webhook_url
+
+    run, failure = context.dagster_run, context.failure_event
+    steps = {e.step_key: _root_error(e.event_specific_data.error) for e in context.get_step_failure_events()
+             if e.event_specific_data is not None and e.event_specific_data.error is not None}
+    run_error = getattr(failure.event_specific_data, "error", None)  # a run that failed outside any step
+    error = next(iter(steps.values()), None) or (_root_error(run_error) if run_error else failure.message)
+    alert = record_alert({"kind": "run_failure", "job": run.job_name, "run_id": run.run_id,
+                          "partition": run.tags.get("dagster/partition"), "steps": sorted(steps),
+                          "error": error, "step_errors": steps, "message": failure.message}, home=settings.root)
+    context.log.error(f"alert: {run.job_name} run {run.run_id} failed (steps {sorted(steps) or '-'}): {error}")
+    url = webhook_url()
+    if url:
+        problem = post_webhook(url, alert)
+        if problem:
+            context.log.warning(f"alert webhook not reached (the alert is in alerts.jsonl): {problem}")
+        else:
+            context.log.info("alert posted to $TRADECAST_ALERT_WEBHOOK")

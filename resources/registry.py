@@ -73,6 +73,9 @@ class ModelRegistry(dg.ConfigurableResource):
     def log_benchmark(self, **kwargs) -> str:
         return self.store.log_benchmark(**kwargs)
 
+    def log_backtest(self, **kwargs) -> str:
+        return self.store.log_backtest(**kwargs)
+
     def log_search(self, **kwargs) -> tuple[str, list[str]]:
         return self.store.log_search(**kwargs)
 

@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): ``POST /bars``, ``POST /events``, ``GET /forecast/{symbol}``, ``POST /predict``,
-``GET /health``, ``GET /metrics``. Input is validated by pydantic; every bad request gets a 4xx naming what is wrong (a
-stale bar 409, an unknown symbol 404, too little history 409, a late headline the event state cannot fold in 409, a
-body over the limit 413), never a 500."""
+``GET /health``, ``GET /metrics``, and the trading routes (``serving.trading_routes``: order intents, positions) when
+a trader (``serving.decisions.Trader``) runs beside the service. Input is validated by pydantic; every bad request
+gets a 4xx naming what is wrong (a stale bar 409, an unknown symbol 404, too little history 409, a late headline the
+event state cannot fold in 409, a body over the limit 413, a trading route without a trader 409), never a 500."""
 
 import contextlib
 import math
@@ -19,6 +20,7 @@ from serving.buffers import Bar, NotReady, StaleBar, UnknownSymbol
 from serving.exog import LateEvent
 from serving.metrics import ServiceMetrics
 from serving.predictor import NoForecast
+from serving.trading_routes import NO_TRADER, SYMBOL_PATTERN, trading_router
 
 MAX_BODY_BYTES = 4 * 2**20
 MAX_BARS = 10_000
@@ -44,7 +46,7 @@ class BarIn(BaseModel):
     """One OHLCV bar; a timestamp without a zone is read as UTC."""
 
     model_config = ConfigDict(extra="forbid")
-    symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/^-]+$")
+    symbol: str = Field(min_length=1, max_length=32, pattern=SYMBOL_PATTERN)
     ts: datetime
     open: Price
     high: Price
@@ -73,7 +75,7 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ts: datetime
     headline: str = Field(min_length=1, max_length=2000)
-    symbol: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._:/^-]+$")
+    symbol: str | None = Field(None, min_length=1, max_length=32, pattern=SYMBOL_PATTERN)
     sentiment: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
 
     _ts_in_range = field_validator("ts")(_bounded_ts)
@@ -129,15 +131,21 @@ class BodyLimit:
             await _error(413, f"body over the {self.limit} byte limit")(scope, receive, send)
 
 
-def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
+def create_app(service: Any, *, trader: Any = None, start_background: bool = True) -> FastAPI:
+    """The API over ``service`` (``/forecast``, ``/predict``, ``/health`` and the forecasts of ``/bars`` and
+    ``/events`` are its target's); with ``trader``, one of whose services ``service`` is, bars and headlines go to
+    every service of the trader and the trading routes answer intents."""
     metrics = ServiceMetrics()
+    if trader is not None and not any(s is service for s in trader.services.values()):
+        raise ValueError(f"{service.name} is not one of the trader's services {list(trader.services)}")
+    runs = trader if trader is not None else service  # what starts and stops the background threads: every service
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if start_background:
-            service.start()
+            runs.start()
         yield
-        service.stop()
+        runs.stop()
 
     app = FastAPI(title="tradecast forecast service", version="1", lifespan=lifespan,
                   description=f"Forecasts of {service.name} (h={service.h}, input {service.input_size}).")
@@ -156,7 +164,7 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
         metrics.requests.labels("/" + request.url.path.strip("/").split("/")[0], "503").inc()
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    app.state.service, app.state.metrics = service, metrics
+    app.state.service, app.state.trader, app.state.metrics = service, trader, metrics
 
     def done(route: str, started: float, response: JSONResponse) -> JSONResponse:
         metrics.latency.labels(route).observe(time.perf_counter() - started)
@@ -170,13 +178,17 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
 
     @app.post("/bars", summary="Append bars (one or a list, in time order per symbol)")
     async def post_bars(bars: BarsBody,
-                        forecast: bool = Query(False, description="return the updated forecasts")) -> Response:
+                        forecast: bool = Query(False, description="return the updated forecasts"),
+                        decide: bool = Query(False, description="return the order intents of the symbols")) -> Response:
         started = time.perf_counter()
+        if decide and trader is None:  # refused before any bar is taken
+            return done("/bars", started, _error(409, NO_TRADER))
+        ingest = trader.ingest if trader is not None else service.ingest
         items = bars if isinstance(bars, list) else [bars]
         accepted, rejected, touched = 0, [], {}
         for i, item in enumerate(items):
             try:
-                service.ingest(item.to_bar())
+                ingest(item.to_bar())
                 accepted += 1
                 touched[item.symbol] = None
             except (StaleBar, OverflowError, ValueError) as exc:
@@ -186,24 +198,35 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
         if forecast:
             ready = [s for s in touched if service.buffers.get(s).ready]
             body["forecasts"] = served(service.predictor.forecast_batch(ready)) if ready else []
+        if decide:  # one forecast batch per service (the one above is reused from the cache), one decision
+            body["intents"] = [intent.to_dict() for intent in trader.decide(list(touched))] if touched else []
         return done("/bars", started, JSONResponse(body, status_code=200 if accepted or not rejected else 409))
 
     @app.post("/events", summary="A headline: update the event features, return the updated forecasts")
     async def post_event(event: EventIn) -> Response:
         started = time.perf_counter()
-        if service.exog is None:
+        if any(s.exog is None for s in (trader.services.values() if trader is not None else [service])):
             return done("/events", started, _error(409, "this service runs without event features"))
-        if event.symbol is not None and event.symbol not in service.buffers:
+        if event.symbol is not None and event.symbol not in (trader if trader is not None else service.buffers):
             return done("/events", started, _error(404, f"unknown symbol {event.symbol!r}: no bar of it has been "
                                                         "seen (omit symbol for a market-wide headline)"))
         ts = event.ts if event.ts.tzinfo else event.ts.replace(tzinfo=UTC)
+        intents = None
         try:
-            sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol, event.sentiment)
+            if trader is None:
+                sentiment, forecasts = service.post_event(ts.timestamp(), event.headline, event.symbol,
+                                                          event.sentiment)
+            else:  # every service's event state, then the intents of the affected symbols
+                sentiment, by_target, intents = trader.post_event(ts.timestamp(), event.headline, event.symbol,
+                                                                  event.sentiment)
+                forecasts = by_target[service.config.target]
         except LateEvent as exc:  # a late headline whose rows cannot be recomputed exactly: nothing was changed
             return done("/events", started, _error(409, str(exc)))
         readers = [a for a, g in service.arms().items() if getattr(g.primary, "needs_exog", False)]
-        return done("/events", started, JSONResponse({"sentiment": sentiment, "arms_reading_events": readers,
-                                                      "forecasts": served(forecasts)}))
+        body = {"sentiment": sentiment, "arms_reading_events": readers, "forecasts": served(forecasts)}
+        if intents is not None:
+            body["intents"] = [intent.to_dict() for intent in intents]
+        return done("/events", started, JSONResponse(body))
 
     @app.get("/forecast/{symbol}", summary="The current forecast of one symbol")
     async def get_forecast(symbol: str) -> Response:
@@ -240,7 +263,7 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
 
     @app.get("/health", summary="Models, breakers, buffers, live error")
     async def health() -> Response:
-        return JSONResponse(service.health())
+        return JSONResponse({**service.health(), **({"trading": trader.status()} if trader is not None else {})})
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
@@ -248,4 +271,5 @@ def create_app(service: Any, *, start_background: bool = True) -> FastAPI:
 
         return Response(metrics.render(service), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(trading_router(trader, done))
     return app

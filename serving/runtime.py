@@ -109,6 +109,7 @@ class OnnxForecaster:
         self.output_names = output_names or (["yhat"] if self.n_outputs == 1 else [f"q{i}" for i in
                                                                                  range(self.n_outputs)])
         self.info = info or ModelInfo(kind="onnx", variant="fp32")
+        self.calls = 0  # session runs: a batch of any size is one (what "one model call per tick" is checked by)
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs: Any) -> OnnxForecaster:
@@ -139,6 +140,7 @@ class OnnxForecaster:
                 if value is None:
                     raise ValueError(f"{self.label}: the model needs {name}")
                 feed[name] = np.ascontiguousarray(value, dtype=np.float32)
+        self.calls += 1
         return self.session.run([OUTPUT], feed)[0]
 
 
@@ -151,6 +153,7 @@ class NaiveForecaster:
     def __init__(self, h: int, input_size: int) -> None:
         self.h, self.input_size = h, input_size
         self.info = ModelInfo(name="naive", kind="naive", variant="numpy")
+        self.calls = 0
 
     @property
     def label(self) -> str:
@@ -160,5 +163,6 @@ class NaiveForecaster:
 
     def run(self, windows: np.ndarray, hist_exog: np.ndarray | None = None,
             futr_exog: np.ndarray | None = None) -> np.ndarray:
+        self.calls += 1
         windows = np.asarray(windows, dtype=np.float32)
         return np.repeat(windows[:, -1:, None], self.h, axis=1)

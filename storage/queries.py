@@ -102,6 +102,21 @@ def evaluation_forecasts_of(query: Query, name: str, version: str) -> tuple[pd.D
     return points.drop(columns="scale"), scale
 
 
+def champion_points(query: Query, name: str, champion) -> tuple[pd.DataFrame, str]:
+    """The rolling-origin forecasts a champion (`storage.versions.ModelVersion`) is judged by, every model of the
+    same windows, and the ``model`` of its own rows. A baseline champion has no weights and no evaluation of its
+    own: its rows are those of its baseline in the newest evaluation of the model (the same forecaster on the
+    newest windows)."""
+    version = champion.version
+    if champion.is_baseline:
+        newest = query("SELECT version FROM model_evaluations WHERE model_name = ? AND model = ? "
+                       "ORDER BY evaluated_at DESC LIMIT 1", [name, champion.evaluated_as])
+        if newest.empty:
+            raise ValueError(f"{name}: no evaluation scored baseline {champion.evaluated_as}: materialize nhits_model")
+        version = newest.version.iloc[0]
+    return evaluation_forecasts_of(query, name, version)[0], champion.evaluated_as
+
+
 def record_decision(con, decision, *, name: str, asset_class: str, target: str, verdict: str, kind: str,
                     run_id: str) -> int:
     """One `model_promotions` row for a gate ``decision`` (`models.promotion.Decision`)."""

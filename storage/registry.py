@@ -196,14 +196,22 @@ class Registry:
         for key, value in tags.items():
             client.set_model_version_tag(name, str(version), key, str(value)[:5000])
 
-    def log_benchmark(self, *, run_name: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
-                      files: dict[str, bytes | str]) -> str:
+    def log_benchmark(self, **kwargs) -> str:
         """One run in the `<experiment>-benchmarks` experiment (params, metrics, report files); returns its id."""
+        return self.log_report("benchmarks", **kwargs)
+
+    def log_backtest(self, **kwargs) -> str:
+        """One run in the `<experiment>-backtests` experiment (params, metrics, report files); returns its id."""
+        return self.log_report("backtests", **kwargs)
+
+    def log_report(self, kind: str, *, run_name: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
+                   files: dict[str, bytes | str]) -> str:
+        """One run in the `<experiment>-<kind>` experiment (params, metrics, report files); returns its id."""
         import mlflow
 
         self.client()
         with self._scratch() as tmp, mlflow.start_run(
-                experiment_id=self.experiment_id(f"{self.experiment}-benchmarks"), run_name=run_name) as run:
+                experiment_id=self.experiment_id(f"{self.experiment}-{kind}"), run_name=run_name) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics(_numbers(metrics))
             mlflow.set_tags(tags)

@@ -104,6 +104,18 @@ CREATE TABLE IF NOT EXISTS search_trials (
     stopped_early BOOLEAN, val_loss DOUBLE, last_step INTEGER, seconds DOUBLE, config VARCHAR NOT NULL,
     error VARCHAR, is_best BOOLEAN NOT NULL, train_end TIMESTAMP, mlflow_run_id VARCHAR, parent_run_id VARCHAR,
     run_id VARCHAR, PRIMARY KEY (search_id, trial_id));
+CREATE TABLE IF NOT EXISTS signals (
+    asset_class VARCHAR NOT NULL, strategy VARCHAR NOT NULL, source VARCHAR NOT NULL, symbol VARCHAR NOT NULL,
+    ds TIMESTAMP NOT NULL, cutoff TIMESTAMP, vol_hat DOUBLE, mu DOUBLE, position DOUBLE NOT NULL,
+    vol_model VARCHAR, vol_version VARCHAR, close_model VARCHAR, close_version VARCHAR, params VARCHAR NOT NULL,
+    run_id VARCHAR, created_at TIMESTAMPTZ NOT NULL, period VARCHAR NOT NULL,
+    PRIMARY KEY (asset_class, strategy, source, symbol, ds));
+CREATE TABLE IF NOT EXISTS backtest_results (
+    asset_class VARCHAR NOT NULL, strategy VARCHAR NOT NULL, source VARCHAR NOT NULL, start_ds TIMESTAMP,
+    end_ds TIMESTAMP, n_bars BIGINT, n_symbols BIGINT, ann_return DOUBLE, ann_vol DOUBLE, sharpe DOUBLE,
+    sortino DOUBLE, max_drawdown DOUBLE, turnover DOUBLE, hit_rate DOUBLE, total_return DOUBLE, cost_drag DOUBLE,
+    cost_bps DOUBLE, slippage_bps DOUBLE, vol_version VARCHAR, close_version VARCHAR, mlflow_run_id VARCHAR,
+    run_id VARCHAR, computed_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (asset_class, strategy, source));
 """
 # columns written per table, in DDL order
 COLUMNS = {
@@ -137,4 +149,10 @@ COLUMNS = {
     "search_trials": ["search_id", "searched_at", "model_name", "asset_class", "target", "trial_id", "status",
                       "stopped_early", "val_loss", "last_step", "seconds", "config", "error", "is_best", "train_end",
                       "mlflow_run_id", "parent_run_id", "run_id"],
+    "signals": ["asset_class", "strategy", "source", "symbol", "ds", "cutoff", "vol_hat", "mu", "position",
+                "vol_model", "vol_version", "close_model", "close_version", "params", "run_id", "created_at", "period"],
+    "backtest_results": ["asset_class", "strategy", "source", "start_ds", "end_ds", "n_bars", "n_symbols",
+                         "ann_return", "ann_vol", "sharpe", "sortino", "max_drawdown", "turnover", "hit_rate",
+                         "total_return", "cost_drag", "cost_bps", "slippage_bps", "vol_version", "close_version",
+                         "mlflow_run_id", "run_id", "computed_at"],
 }

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("domain", "ingest", "models", "storage", "compute", "serving", "resources", "assets", "pipelines")
-PLAIN = ("domain", "ingest", "models", "storage", "compute", "serving")  # no Dagster import, at any level
+ROOMS = ("domain", "ingest", "models", "storage", "compute", "trading", "serving", "resources", "assets", "pipelines")
+PLAIN = ("domain", "ingest", "models", "storage", "compute", "trading", "serving")  # no Dagster import, at any level
 # what each room may import from the project (its own room always): the floors of DESIGN.md
 MAY_IMPORT = {
     "domain": set(),
@@ -17,10 +17,11 @@ MAY_IMPORT = {
     "models": {"domain", "ingest"},
     "storage": {"domain", "ingest", "models"},
     "compute": {"domain", "ingest", "models", "storage"},
-    "serving": {"domain", "ingest", "models", "storage"},
-    "resources": {"domain", "ingest", "models", "storage", "compute"},
-    "assets": {"domain", "ingest", "models", "storage", "compute", "serving", "resources"},
-    "pipelines": {"domain", "ingest", "models", "storage", "compute", "serving", "resources", "assets"},
+    "trading": {"domain", "models"},
+    "serving": {"domain", "ingest", "models", "storage", "trading"},
+    "resources": {"domain", "ingest", "models", "storage", "compute", "trading"},
+    "assets": {"domain", "ingest", "models", "storage", "compute", "trading", "serving", "resources"},
+    "pipelines": {"domain", "ingest", "models", "storage", "compute", "trading", "serving", "resources", "assets"},
 }
 
 

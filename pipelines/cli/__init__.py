@@ -7,6 +7,8 @@ Each command family is a module of its own that defines plain click commands and
 - `bench`: bench (the benchmark comparison)
 - `events`: bench-events (the event ablation)
 - `serve`: serve, replay, bench-serve (with `serve_bench`, the serving benchmark)
+- `trading`: bench-trading (bar -> intent latency, MCP latency, the backtest table)
+- `mcp`: mcp (the MCP server)
 - `quality`: quality (every model on the same windows, the gate's DM p-values -> benchmarks/results/quality-*)
 """
 
@@ -18,10 +20,12 @@ from pipelines.cli import (  # modules, so `pipelines.cli.bench` stays the modul
     bench,
     events,
     gpu_check,
+    mcp,
     pipeline,
     quality,
     scale,
     serve,
+    trading,
 )
 
 
@@ -32,5 +36,5 @@ def main() -> None:
 
 for _command in (pipeline.run, pipeline.ingest, bench.bench, events.bench_events, serve.serve, serve.replay,
                  serve.bench_serve, quality.quality, gpu_check.gpu_check, scale.tune, scale.bench_scale,
-                 scale.ray_stop):
+                 scale.ray_stop, mcp.mcp, trading.bench_trading):
     main.add_command(_command)

@@ -55,6 +55,18 @@ def _print_models() -> None:
     click.echo(decisions.to_markdown(index=False))
 
 
+def _print_backtest() -> None:
+    """Per class: each strategy on the champion's forecasts beside buy-and-hold and perfect foresight."""
+    from resources import Settings, Warehouse
+
+    table = Warehouse(settings=Settings()).query("""
+        SELECT asset_class AS class, strategy, source, round(ann_return, 4) AS ann_return, round(ann_vol, 4) AS ann_vol,
+               round(sharpe, 2) AS sharpe, round(max_drawdown, 4) AS max_dd, round(turnover, 1) AS turnover,
+               round(hit_rate, 3) AS hit_rate, round(cost_drag, 4) AS cost_drag, n_bars AS bars
+        FROM backtest_results ORDER BY class, strategy = 'buy_and_hold' DESC, strategy, source""")
+    click.echo(table.to_markdown(index=False))
+
+
 def _print_benchmark() -> None:
     """Per data set of the latest quick benchmark: MASE of each model and its training time relative to NHITS."""
     from resources import Settings, Warehouse
@@ -119,6 +131,9 @@ def _run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, ste
             checks += run_job("train_job", key, train_config)
             checks += run_job("forecast_job", key)
             checks += run_job("export_job", key)
+    for asset_class in asset_classes or ASSET_CLASSES:
+        click.echo(f"trading_job [{asset_class}] (signals + backtest_report) ...")
+        checks += run_job("trading_job", asset_class)
     click.echo("\nRows per source\n")
     _print_loads()
     click.echo("\nAsset checks\n")
@@ -129,6 +144,8 @@ def _run(asset_classes: tuple[str, ...], max_rows: int | None, profile: str, ste
     click.echo("\nModels on the same test windows after the training period (gate loss: QLIKE for volatility, MASE "
                "for close; MASE < 1 beats the in-sample naive)\n")
     _print_models()
+    click.echo("\nBacktest of the champions' forecasts over their test bars, after costs (backtest_report)\n")
+    _print_backtest()
     click.echo("\nBenchmark, quick profile (full tables: the benchmark_report asset, or `make bench`)\n")
     _print_benchmark()
     if "crypto" in (asset_classes or ASSET_CLASSES):

@@ -6,7 +6,25 @@ import json
 
 import click
 
-from domain.vocabulary import ASSET_CLASSES, TARGETS
+from domain.vocabulary import ASSET_CLASSES, STRATEGIES, TARGETS
+
+# the decision rule's parameters (trading.signals.SignalParams): option name, field, help; each option's default is
+# the dataclass's, read when the command runs (importing trading.signals would load pandas for every command)
+SIGNAL_OPTIONS = (
+    ("--target-vol", "target_vol", "Annualised volatility target."),
+    ("--leverage-cap", "leverage_cap", "Largest |position| (1 = fully invested)."),
+    ("--cost-bps", "cost_bps", "Commission per unit of turnover, basis points."),
+    ("--slippage-bps", "slippage_bps", "Half-spread and impact per unit of turnover, basis points."),
+    ("--band-multiple", "band_multiple", "No-trade band on |expected return|, in round trips' costs."),
+)
+
+
+def _signal_default(name: str):
+    def default() -> float:
+        from trading.signals import SignalParams
+
+        return getattr(SignalParams, name)
+    return default
 
 
 def _service(asset_class: str, target: str, challenger_share: float, split: str, variant: str, threads: int,
@@ -47,23 +65,54 @@ def service_options(func):
     return func
 
 
+def signal_options(func):
+    for flag, name, text in reversed(SIGNAL_OPTIONS):
+        func = click.option(flag, name, type=float, default=_signal_default(name),
+                            show_default=f"SignalParams.{name}", help=f"--decide: {text}")(func)
+    return func
+
+
+def _trader(services: dict, strategy: str | None, params: dict):
+    from serving.decisions import Trader
+    from trading.signals import SignalParams
+
+    try:
+        return Trader(services["volatility"], services["close"], strategy=strategy, params=SignalParams(**params))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command()
 @service_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback unless told).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--cold", is_flag=True, help="Start with empty buffers (e.g. to replay history over HTTP).")
+@click.option("--decide", is_flag=True,
+              help="Order intents: serve the volatility and the close model of the class and the decision rule "
+                   "(POST /bars?decide=true, GET /signal/{symbol}, POST /positions); --target picks the service "
+                   "behind /forecast and /predict.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=None,
+              help="--decide: the decision rule [default: vol_target_directional].")
+@signal_options
 def serve(asset_class, target, challenger_share, split, variant, threads, fail_max, reset_timeout, poll, host, port,
-          cold) -> None:
-    """Serve forecasts of the registered champion over HTTP (ONNX Runtime)."""
+          cold, decide, strategy, **params) -> None:
+    """Serve forecasts of the registered champion over HTTP (ONNX Runtime); with --decide, order intents too."""
     import uvicorn
 
     from serving.app import create_app
 
-    service = _service(asset_class, target, challenger_share, split, variant, threads, fail_max, reset_timeout, poll,
-                       not cold)
-    click.echo(f"serving {service.name}: " + ", ".join(f"{a}={g.primary.label}" for a, g in service.arms().items())
-               + f"; {len(service.buffers)} symbols warm; http://{host}:{port}/docs")
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+    services = {t: _service(asset_class, t, challenger_share, split, variant, threads, fail_max, reset_timeout, poll,
+                            not cold) for t in (TARGETS if decide else (target,))}
+    trader = _trader(services, strategy, params) if decide else None
+    for service in services.values():
+        click.echo(f"serving {service.name}: " + ", ".join(f"{a}={g.primary.label}"
+                                                          for a, g in service.arms().items())
+                   + f"; {len(service.buffers)} symbols warm")
+    if trader is not None:
+        click.echo(f"deciding {trader.strategy} ({trader.params})")
+    click.echo(f"http://{host}:{port}/docs")
+    uvicorn.run(create_app(services[target], trader=trader), host=host, port=port, log_level="warning",
+                access_log=False)
 
 
 @click.command()

@@ -153,4 +153,5 @@ def test_help_lists_every_command():
     out = tradecast("--help")
     assert out.stdout.startswith("Usage: python -m pipelines.cli [OPTIONS] COMMAND"), out.stdout
     listed = re.findall(r"^  (\S+)\s{2,}", out.stdout.split("Commands:")[1], flags=re.M)
-    assert listed == ["bench", "bench-events", "bench-serve", "ingest", "quality", "replay", "run", "serve"]
+    assert listed == ["bench", "bench-events", "bench-scale", "bench-serve", "bench-trading", "gpu-check", "ingest",
+                      "mcp", "quality", "ray-stop", "replay", "run", "serve", "tune"]

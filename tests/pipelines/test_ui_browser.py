@@ -27,11 +27,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 READY_TIMEOUT_S = 120   # webserver up and the code location loaded
-RUN_TIMEOUT_S = 150     # queued (pool duckdb_writer, limit 1) + the fx partition (~15-20 s) + its 4 checks
+RUN_TIMEOUT_S = 150     # queued (pool duckdb_writer, limit 1) + the fx partition (~15-20 s) + its 5 checks
 UI_TIMEOUT_MS = 60_000  # any one UI step; the first page load is slow on 2 cores
 ASSET = "market_bars"
 AUTOMATION = ("crypto_retrain_schedule", "equities_retrain_schedule", "fx_retrain_schedule",
-              "weekly_benchmark_schedule", "incoming_files_sensor", "drift_sensor", "automation_condition_sensor")
+              "weekly_benchmark_schedule", "incoming_files_sensor", "drift_sensor", "automation_condition_sensor",
+              "freshness_checks_sensor", "run_failure_sensor")
 PARTITION = "fx"
 LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
