@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serving.buffers import Bar, NotReady, StaleBar, UnknownSymbol
+from serving.buffers import Bar, NotReady, UnknownSymbol
 from serving.exog import LateEvent
 from serving.metrics import ServiceMetrics
 from serving.predictor import NoForecast
@@ -183,23 +183,26 @@ def create_app(service: Any, *, trader: Any = None, start_background: bool = Tru
         started = time.perf_counter()
         if decide and trader is None:  # refused before any bar is taken
             return done("/bars", started, _error(409, NO_TRADER))
-        ingest = trader.ingest if trader is not None else service.ingest
         items = bars if isinstance(bars, list) else [bars]
-        accepted, rejected, touched = 0, [], {}
-        for i, item in enumerate(items):
-            try:
-                ingest(item.to_bar())
-                accepted += 1
-                touched[item.symbol] = None
-            except (StaleBar, OverflowError, ValueError) as exc:
-                rejected.append({"index": i, "symbol": item.symbol, "reason": str(exc)})
+        batch = [item.to_bar() for item in items]
+        intents = None
+        if trader is not None and decide and not forecast:  # the whole tick in one call: ingest, forecast, decide
+            refused, intents = trader.tick(batch)
+        else:  # a run of distinct symbols at once per service, each bar as ingest() one after the other would take it
+            refused = (trader if trader is not None else service).ingest_many(batch)
+        why = dict(refused)
+        rejected = [{"index": i, "symbol": items[i].symbol, "reason": str(exc)} for i, exc in refused]
+        touched = list(dict.fromkeys(b.symbol for i, b in enumerate(batch) if i not in why))
+        accepted = len(batch) - len(why)
         metrics.bars.inc(accepted)
         body: dict[str, Any] = {"accepted": accepted, "rejected": rejected}
         if forecast:
             ready = [s for s in touched if service.buffers.get(s).ready]
             body["forecasts"] = served(service.predictor.forecast_batch(ready)) if ready else []
         if decide:  # one forecast batch per service (the one above is reused from the cache), one decision
-            body["intents"] = [intent.to_dict() for intent in trader.decide(list(touched))] if touched else []
+            if intents is None:
+                intents = trader.decide(touched) if touched else []
+            body["intents"] = [intent.to_dict() for intent in intents]
         return done("/bars", started, JSONResponse(body, status_code=200 if accepted or not rejected else 409))
 
     @app.post("/events", summary="A headline: update the event features, return the updated forecasts")

@@ -100,11 +100,12 @@ class SymbolBuffers:
         except KeyError:
             raise UnknownSymbol(symbol) from None
 
-    def check(self, bar: Bar) -> float | None:
+    def check(self, bar: Bar, admitted: int = 0) -> float | None:
         """The value ``bar`` would append, or an error (:class:`StaleBar`, ``OverflowError``, ``ValueError`` for a
-        value that is not finite); changes nothing, so a refused bar leaves every buffer as it was."""
+        value that is not finite); changes nothing, so a refused bar leaves every buffer as it was. ``admitted``: new
+        symbols of the same batch accepted before this bar and not taken yet (they count towards ``max_symbols``)."""
         buf = self.buffers.get(bar.symbol)
-        if buf is None and len(self.buffers) >= self.max_symbols:
+        if buf is None and len(self.buffers) + admitted >= self.max_symbols:
             raise OverflowError(f"already {self.max_symbols} symbols; refusing new symbol {bar.symbol!r}")
         if buf is not None and buf.last_ts is not None and bar.ts <= buf.last_ts:
             raise StaleBar(f"{bar.symbol}: bar at {bar.ts} is not newer than the last one ({buf.last_ts})")
@@ -116,13 +117,20 @@ class SymbolBuffers:
     def update(self, bar: Bar) -> float | None:
         """Append the bar's value (returns it; ``None`` when the bar gives none, see :func:`bar_value`)."""
         value = self.check(bar)
+        self.take(bar, value)
+        return value
+
+    def take(self, bar: Bar, value: float | None) -> None:
+        """Append ``value``, what :meth:`check` answered for ``bar`` (nothing changed since)."""
         buf = self.buffers.get(bar.symbol)
         if buf is None:
             buf = self.buffers[bar.symbol] = RingBuffer(self.input_size)
         buf.last_ts, buf.last_close = bar.ts, bar.close
-        if value is not None:
-            buf.append(value)
-        return value
+        if value is not None:  # RingBuffer.append, inline: a tick runs this for every symbol
+            data, pos = buf.data, buf.pos
+            data[pos] = data[pos + buf.size] = value
+            buf.pos = (pos + 1) % buf.size
+            buf.count += 1
 
     def load(self, symbol: str, values: np.ndarray, last_ts: float, last_close: float | None = None) -> None:
         """Warm a symbol with history (oldest first), e.g. the end of the training frame."""
@@ -136,3 +144,17 @@ class SymbolBuffers:
         if not buf.ready:
             raise NotReady(f"{symbol}: {buf.count} of {self.input_size} bars needed for a forecast")
         return buf.window()
+
+
+def distinct_runs(bars: list[Bar]) -> list[list[int]]:
+    """The indices of ``bars`` cut into consecutive runs in which no symbol comes twice: a batch takes a run at once
+    (its bars touch different buffers, so the order within it does not matter) and the runs one after the other."""
+    runs: list[list[int]] = [[]]
+    seen: set[str] = set()
+    for i, bar in enumerate(bars):
+        if bar.symbol in seen:
+            runs.append([])
+            seen = set()
+        seen.add(bar.symbol)
+        runs[-1].append(i)
+    return [run for run in runs if run]

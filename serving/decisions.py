@@ -17,6 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from domain.vocabulary import BARS_PER_YEAR, DIRECTION, STRATEGIES, VOL_TARGET, VOL_TARGET_DIRECTIONAL, check_member
-from serving.buffers import Bar, UnknownSymbol
+from serving.buffers import Bar, UnknownSymbol, distinct_runs
 from trading.signals import SignalParams, step_positions
 
+PARALLEL_FROM = 32  # symbols in a decision from which the services forecast in threads of their own (cost ~0.1 ms)
 MAX_POSITION = 100.0  # |position| in units of capital; no book holds 100x its capital in one symbol
 VOLATILITY, CLOSE = "volatility", "close"  # the two services' targets (domain.vocabulary.TARGETS)
 
@@ -102,6 +106,9 @@ class Trader:
         self.positions: dict[str, float] = {}
         self.decisions = 0  # step_positions calls (one per tick, whatever the number of symbols)
         self._lock = threading.Lock()
+        self._bars = threading.Lock()  # bars go in one call at a time: nothing lands between a check and its take
+        self._pool: ThreadPoolExecutor | None = None
+        self._seconds: dict[str, float] = {}  # per target: how long its last forecast batch took
 
     # ---- state --------------------------------------------------------------------------------------
     def __contains__(self, symbol: str) -> bool:
@@ -130,11 +137,68 @@ class Trader:
         """One bar into every service's buffer, or (StaleBar, OverflowError, ValueError) into none: the services after
         the first check it first; the first checks it itself before it changes anything."""
         first, *others = self.services.values()
-        for service in others:
-            service.buffers.check(bar)
-        first.ingest(bar)
-        for service in others:
-            service.ingest(bar)
+        with self._bars:
+            for service in others:
+                service.buffers.check(bar)
+            first.ingest(bar)
+            for service in others:
+                service.ingest(bar)
+
+    def ingest_many(self, bars: list[Bar]) -> list[tuple[int, Exception]]:
+        """Bars as :meth:`ingest` one after the other would take them (each into every service or none, refused with
+        the error the first service to refuse it gives), a run of distinct symbols at once in each service; returns
+        ``(index, error)`` of each refused bar (``StaleBar``, ``OverflowError``, ``ValueError``)."""
+        rejected: list[tuple[int, Exception]] = []
+        with self._bars:
+            for run in distinct_runs(bars):
+                taken, values = self._check_run(bars, run, rejected)
+                for service in self.services.values():
+                    service.predictor.take(taken, values[service.config.target])
+        return rejected
+
+    def tick(self, bars: list[Bar]) -> tuple[list[tuple[int, Exception]], list[Intent]]:
+        """:meth:`ingest_many` then :meth:`decide` of the symbols of the bars taken (first seen first), in one call:
+        ``(refused, intents)``. Each service takes its bars and forecasts them in a thread of its own, so one service's
+        model call (which releases the GIL) runs while another's Python does; the results are those of the two calls.
+        """
+        rejected: list[tuple[int, Exception]] = []
+        with self._bars:
+            runs = distinct_runs(bars)
+            for run in runs[:-1]:
+                taken, values = self._check_run(bars, run, rejected)
+                for service in self.services.values():
+                    service.predictor.take(taken, values[service.config.target])
+            taken, values = self._check_run(bars, runs[-1], rejected) if runs else ([], {})
+            refused = {i for i, _ in rejected}
+            symbols = list(dict.fromkeys(b.symbol for i, b in enumerate(bars) if i not in refused))
+            take = lambda service: service.predictor.take(taken, values[service.config.target])  # noqa: E731
+            return rejected, self.decide(symbols, before=take) if symbols else []
+
+    def _check_run(self, bars: list[Bar], run: list[int], rejected: list) -> tuple[list[Bar], dict[str, list]]:
+        """Every service checks each bar of a run of distinct symbols (the last service first, as :meth:`ingest`):
+        the bars all accept, and per service (target) the values they give; the refused go to ``rejected``."""
+        first, *others = self.services.values()
+        order = [*others, first]
+        taken: list[Bar] = []
+        values: dict[str, list[float | None]] = {s.config.target: [] for s in order}
+        admitted = dict.fromkeys(values, 0)  # new symbols accepted in this run, not taken yet (max_symbols)
+        for i in run:
+            bar, got = bars[i], []
+            try:
+                for service in order:
+                    got.append(service.buffers.check(bar, admitted[service.config.target]))
+            except (ValueError, OverflowError) as exc:  # StaleBar is a ValueError
+                rejected.append((i, exc))
+                continue
+            except Exception:  # unexpected: the bars before it are taken, as one by one would
+                for service in self.services.values():
+                    service.predictor.take(taken, values[service.config.target])
+                raise
+            for service, value in zip(order, got, strict=True):
+                admitted[service.config.target] += bar.symbol not in service.buffers
+                values[service.config.target].append(value)
+            taken.append(bar)
+        return taken, values
 
     def post_event(self, ts: float, headline: str, symbol: str | None = None,
                    sentiment: float | None = None) -> tuple[float, dict[str, list], list[Intent]]:
@@ -155,31 +219,65 @@ class Trader:
         return sentiment, forecasts, self.decide([s for s in affected if s in self])
 
     # ---- decisions ----------------------------------------------------------------------------------
-    def _forecasts(self, symbols: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """Per target, the step-1 forecasts of the symbols ready in that service (one model call per arm); and why
-        each symbol that lacks one is not ready."""
-        out: dict[str, dict[str, Any]] = {}
-        why: dict[str, str] = {}
-        for target, service in self.services.items():
-            ready = []
+    def _forecast(self, target: str, symbols: list[str], before: Callable | None,
+                  running: threading.Event | None = None) -> tuple[dict, list]:
+        """One service: ``before(service)`` (if given), then the step-1 forecasts of the symbols ready in it (one
+        model call per arm) and ``(symbol, why)`` of each that is not; ``running`` is set once its model runs."""
+        started = time.perf_counter()
+        service = self.services[target]
+        try:
+            if before is not None:
+                before(service)
+            ready, why = [], []
             for s in symbols:
                 buf = service.buffers.buffers.get(s)
                 if buf is not None and buf.ready:
                     ready.append(s)
-                elif target in self.needs and s not in why:
-                    why[s] = (f"{s}: no bar seen by the {target} service" if buf is None else
-                              f"{s}: {buf.count} of {service.input_size} bars needed for a {target} forecast")
-            out[target] = dict(zip(ready, service.predictor.forecast_batch(ready), strict=True)) if ready else {}
-        return out, why
+                elif target in self.needs:
+                    why.append((s, f"{s}: no bar seen by the {target} service" if buf is None else
+                                f"{s}: {buf.count} of {service.input_size} bars needed for a {target} forecast"))
+            made = service.predictor.forecast_batch(ready, running) if ready else []
+            return dict(zip(ready, made, strict=True)), why
+        finally:
+            if running is not None:
+                running.set()
+            self._seconds[target] = time.perf_counter() - started
 
-    def decide(self, symbols: list[str]) -> list[Intent]:
+    def _forecasts(self, symbols: list[str], before: Callable | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+        """Per target, :meth:`_forecast`; and why each symbol that lacks a needed forecast is not ready (the first
+        service's reason first). For a batch the services run in threads, the slowest last time first: this thread
+        goes on to the next only once that one's model runs (releasing the GIL), so the slow model starts first."""
+        targets = sorted(self.services, key=lambda t: -self._seconds.get(t, 0.0))
+        if len(targets) > 1 and len(symbols) >= PARALLEL_FROM:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(targets) - 1, thread_name_prefix="tradecast-trader")
+            futures = []
+            for t in targets[:-1]:
+                running = threading.Event()
+                futures.append(self._pool.submit(self._forecast, t, symbols, before, running))
+                running.wait()
+            try:
+                last = self._forecast(targets[-1], symbols, before)
+            finally:  # every service is done (has taken its bars) before any error is raised
+                wait(futures)
+            done = dict(zip(targets, [f.result() for f in futures] + [last], strict=True))
+        else:
+            done = {t: self._forecast(t, symbols, before) for t in targets}
+        why: dict[str, str] = {}
+        for t in self.services:
+            for s, reason in done[t][1]:
+                why.setdefault(s, reason)
+        return {t: done[t][0] for t in self.services}, why
+
+    def decide(self, symbols: list[str], before: Callable | None = None) -> list[Intent]:
         """The intents of ``symbols`` (in that order; duplicates answered once each): one forecast batch per service,
-        one :func:`step_positions` over every ready symbol. Unknown symbols raise ``UnknownSymbol``."""
-        unknown = [s for s in symbols if s not in self]
+        one :func:`step_positions` over every ready symbol. Unknown symbols raise ``UnknownSymbol``. ``before``: run
+        on each service first (:meth:`tick`: its bars)."""
+        unknown = [s for s in symbols if s not in self] if before is None else []
         if unknown:
             raise UnknownSymbol(unknown[0])
         symbols = list(dict.fromkeys(symbols))
-        forecasts, why = self._forecasts(symbols)
+        forecasts, why = self._forecasts(symbols, before)
         with self._lock:
             current = {s: self.position(s) for s in symbols}
         ready = [s for s in symbols if s not in why]
@@ -193,10 +291,17 @@ class Trader:
             targets = step_positions(self.strategy, vol_hat, mu, previous, bars_per_year=self.bars_per_year,
                                      params=self.params)
             self.decisions += 1
-        decided = {}
+        decided, models = {}, {}
         for i, s in enumerate(ready):
             target = float(targets[i])
-            used = {t: _model(self.services[t], f[s]) for t, f in forecasts.items() if s in f}
+            used = {}
+            for t, f in forecasts.items():
+                if s in f:  # what answered: the same for every symbol of a model call, built once per call
+                    fc = f[s]
+                    key = (t, fc.arm, fc.model, fc.model_version, fc.model_kind, fc.variant, fc.fallback)
+                    if key not in models:
+                        models[key] = _model(self.services[t], fc)
+                    used[t] = dict(models[key])
             origin = (vol.get(s) or close.get(s)).origin_ts
             decided[s] = Intent(s, True, self.strategy, current[s], target, target - current[s],
                                 _finite(vol_hat[i]), _finite(mu[i]), origin, used)
@@ -222,6 +327,9 @@ class Trader:
     def stop(self) -> None:
         for service in self.services.values():
             service.stop()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
 
 def _finite(value: float) -> float | None:

@@ -107,13 +107,37 @@ class ExogBuffers:
                 self._put(symbol, row, int(stamp))
 
     def on_bar(self, symbol: str, bar_ts: float) -> None:
+        self.on_bars([symbol], [bar_ts])
+
+    def on_bars(self, symbols: list[str], bar_ts: list[float]) -> None:
+        """:meth:`on_bar` for a tick of bars of distinct symbols. A symbol without headlines of its own has the
+        market-wide features only, the same for every such symbol at one stamp: computed once per stamp."""
         from models.events.online import to_ns
 
-        stamp = to_ns(self._ts(bar_ts))
-        last = self.last_bar.get(symbol)
-        if last is not None and self._stamp(symbol, 0) != last:  # moved to "now" by a headline: back to its bar
-            self._set(symbol, 0, self.online.vector(symbol, last), last)
-        self._put(symbol, self.online.vector(symbol, stamp), stamp)
+        stamps: dict[float, int] = {}
+        shared: dict[int, np.ndarray] = {}
+        own = self.online._t  # the symbols with headlines of their own (key None: the market-wide ones)
+        size, rows, pos, last_bar = self.input_size, self.rows, self.pos, self.last_bar
+        for symbol, ts in zip(symbols, bar_ts, strict=True):
+            stamp = stamps.get(ts)
+            if stamp is None:
+                stamp = stamps[ts] = to_ns(self._ts(ts))
+            last = last_bar.get(symbol)
+            if last is not None and self.stamps[symbol][(pos[symbol] - 1) % size] != last:  # moved to "now" by a
+                self._set(symbol, 0, self.online.vector(symbol, last), last)  # headline: back to its own bar
+            if own.get(symbol):
+                row = np.asarray(self.online.vector(symbol, stamp), dtype=np.float32)
+            elif (row := shared.get(stamp)) is None:
+                row = shared[stamp] = np.asarray(self.online.vector(None, stamp), dtype=np.float32)
+            if last is None:
+                self._put(symbol, row, stamp)
+                continue
+            slot = pos[symbol]  # _put, inline: a tick runs this for every symbol
+            buf = rows[symbol]
+            buf[slot] = buf[slot + size] = row
+            self.stamps[symbol][slot] = stamp
+            pos[symbol] = (slot + 1) % size
+            last_bar[symbol] = stamp
 
     def on_event(self, ts: Any, sentiment: float, symbol: str | None, symbols: list[str]) -> list[str]:
         """Add one headline and recompute the rows it changes of every affected symbol; returns those symbols.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from serving.ab import ABRouter
-from serving.buffers import Bar, SymbolBuffers
+from serving.buffers import Bar, SymbolBuffers, distinct_runs
 from serving.live import LiveMetrics
 
 FREQ_SECONDS = {"5min": 300, "min": 60, "1min": 60, "h": 3600, "1h": 3600, "D": 86400}
@@ -87,13 +87,46 @@ class Predictor:
         """Take one bar; a bar that is refused (stale, not finite, …) changes nothing."""
         with self.lock:
             value = self.buffers.check(bar)  # everything that can refuse the bar runs before anything changes
-            if value is not None and self.exog is not None:
-                self.exog.on_bar(bar.symbol, bar.ts)
-            self.buffers.update(bar)
-            self.invalidate(bar.symbol)
-            if value is not None and self.live is not None:
-                self.live.actual(bar.symbol, self.buffers.get(bar.symbol).count, bar.ts, value)
+            self.take([bar], [value])
         return value
+
+    def update_many(self, bars: list[Bar]) -> list[tuple[int, Exception]]:
+        """Take a list of bars as :meth:`update` would one after the other; returns ``(index, error)`` of each bar
+        refused (``StaleBar``, ``OverflowError``, ``ValueError``), which changed nothing."""
+        rejected: list[tuple[int, Exception]] = []
+        with self.lock:
+            for run in distinct_runs(bars):
+                taken, values, admitted = [], [], 0
+                try:
+                    for i in run:
+                        try:
+                            values.append(self.buffers.check(bars[i], admitted))
+                        except (ValueError, OverflowError) as exc:  # StaleBar is a ValueError
+                            rejected.append((i, exc))
+                            continue
+                        admitted += bars[i].symbol not in self.buffers
+                        taken.append(bars[i])
+                finally:  # an unexpected error still leaves the bars before it taken, as one by one would
+                    self.take(taken, values)
+        return rejected
+
+    def take(self, bars: list[Bar], values: list[float | None]) -> None:
+        """Bars of distinct symbols that :meth:`SymbolBuffers.check` accepted (``values``: what it answered) into the
+        buffers, the event rows and the live scoring, each in one pass for all of them."""
+        with self.lock:
+            valued = [(bar, v) for bar, v in zip(bars, values, strict=True) if v is not None]
+            if valued and self.exog is not None:
+                self.exog.on_bars([bar.symbol for bar, _ in valued], [bar.ts for bar, _ in valued])
+            take, pop = self.buffers.take, self.cache.pop
+            for bar, value in zip(bars, values, strict=True):
+                take(bar, value)
+                pop((bar.symbol, "champion"), None)
+                pop((bar.symbol, "challenger"), None)
+            if valued and self.live is not None:
+                symbols = [bar.symbol for bar, _ in valued]
+                buffers = self.buffers.buffers
+                self.live.actual_many(symbols, [buffers[s].count for s in symbols], [bar.ts for bar, _ in valued],
+                                      [v for _, v in valued])
 
     def invalidate(self, symbol: str) -> None:
         with self.lock:
@@ -107,7 +140,16 @@ class Predictor:
     def forecast(self, symbol: str) -> Forecast:
         return self.forecast_batch([symbol])[0]
 
-    def forecast_batch(self, symbols: list[str]) -> list[Forecast]:
+    def forecast_batch(self, symbols: list[str], running: threading.Event | None = None) -> list[Forecast]:
+        """``running``: set when the model call starts (or nothing is left to run): from then on this thread mostly
+        waits on the model, which releases the GIL, so another thread may run Python meanwhile."""
+        try:
+            return self._forecast_batch(symbols, running)
+        finally:
+            if running is not None:
+                running.set()
+
+    def _forecast_batch(self, symbols: list[str], running: threading.Event | None) -> list[Forecast]:
         out: dict[int, Forecast] = {}
         todo: dict[str, list[int]] = {}
         with self.lock:
@@ -123,13 +165,16 @@ class Predictor:
                     todo.setdefault(arm, []).append(i)
             for arm, idx in todo.items():
                 windows = np.stack([self.buffers.window(symbols[i]) for i in idx])
-                values, used = arms[arm].run(windows, **self._exog(arms[arm].primary, [symbols[i] for i in idx]))
+                exog = self._exog(arms[arm].primary, [symbols[i] for i in idx])
+                if running is not None:
+                    running.set()
+                values, used = arms[arm].run(windows, **exog)
                 if not np.isfinite(values).all():  # the backup too: never answer a number that is not one
                     bad = [symbols[i] for row, i in enumerate(idx) if not np.isfinite(values[row]).all()]
                     raise NoForecast(f"no finite forecast for {bad[:5]} ({used.label} answered inf/NaN)")
                 self.misses += len(idx)
-                for row, i in enumerate(idx):
-                    out[i] = self._remember(symbols[i], arm, used, arms[arm], values[row], windows[row])
+                made = self._remember([symbols[i] for i in idx], arm, used, arms[arm], values, windows)
+                out.update(zip(idx, made, strict=True))
         return [out[i] for i in range(len(symbols))]
 
     def _exog(self, model: Any, symbols: list[str]) -> dict[str, Any]:
@@ -142,18 +187,26 @@ class Predictor:
         future = [future_seconds(self.buffers.get(s).last_ts, model.h, self.freq) for s in symbols]
         return self.exog.arrays(symbols, future, tuple(cols.get("hist_exog", ())), tuple(cols.get("futr_exog", ())))
 
-    def _remember(self, symbol: str, arm: str, used: Any, guarded: Any, values: np.ndarray,
-                  window: np.ndarray) -> Forecast:
-        buf = self.buffers.get(symbol)
+    def _remember(self, symbols: list[str], arm: str, used: Any, guarded: Any, values: np.ndarray,
+                  windows: np.ndarray) -> list[Forecast]:
+        """The forecasts of one model call (``values`` (B, h, n_outputs) on ``windows``): cached (not a backup's
+        answer: the next request gives the primary its chance) and remembered for live scoring, all in one go."""
         info = used.info
-        fc = Forecast(symbol, arm, used.label, info.version, info.kind, info.variant, used is not guarded.primary,
-                      buf.last_ts or time.time(), values, list(used.output_names), buf.count)
-        if not fc.fallback:  # a backup's answer is not kept: the next request gives the primary its chance
-            self.cache[(symbol, arm)] = fc
-            while len(self.cache) > self.cache_size:
-                self.cache.popitem(last=False)
+        fallback = used is not guarded.primary
+        names = list(used.output_names)
+        buffers = self.buffers.buffers
+        made = []
+        for row, symbol in enumerate(symbols):
+            buf = buffers[symbol]
+            fc = Forecast(symbol, arm, used.label, info.version, info.kind, info.variant, fallback,
+                          buf.last_ts or time.time(), values[row], names, buf.count)
+            made.append(fc)
+            if not fallback:
+                self.cache[(symbol, arm)] = fc
+                while len(self.cache) > self.cache_size:
+                    self.cache.popitem(last=False)
         if self.live is not None:
-            median = fc.output_names.index("yhat") if "yhat" in fc.output_names else 0
-            self.live.record(symbol, buf.count, fc.origin_ts, arm, info.version or info.kind, info.kind,
-                             values[:, median], window)
-        return fc
+            median = names.index("yhat") if "yhat" in names else 0
+            self.live.record_many(symbols, [fc.count for fc in made], [fc.origin_ts for fc in made], arm,
+                                  info.version or info.kind, info.kind, values[:, :, median], windows)
+        return made

@@ -7,7 +7,8 @@ service calls it once per tick for every symbol at once.
 
 * ``vol_target``: long-only, position = target annualised vol / forecast annualised vol, capped at the leverage cap
   (Moreira & Muir 2017, "Volatility-Managed Portfolios");
-* ``vol_target_directional``: the same size, signed by the close model's direction;
+* ``vol_target_directional``: the same size, long until the close model's expected return clears the no-trade band
+  downwards (then short, until it clears it upwards): a close model with no view (the last value) leaves it long;
 * ``direction``: +1 / -1 by the sign of the expected return, only when it clears the no-trade band (a round trip's
   cost times ``band_multiple``); inside the band the position keeps its sign (no trade on noise).
 """
@@ -75,9 +76,11 @@ def step_positions(strategy: str, vol_hat: np.ndarray, mu: np.ndarray, previous:
     check_member("strategy", strategy, STRATEGIES)
     if strategy == VOL_TARGET:
         return vol_target_size(vol_hat, bars_per_year, params)
-    sign = direction_sign(mu, previous, params)
     if strategy == VOL_TARGET_DIRECTIONAL:
-        return sign * vol_target_size(vol_hat, bars_per_year, params)
+        held = np.asarray(previous, dtype=float)
+        held = np.where(np.nan_to_num(held) == 0, 1.0, held)  # flat (the first bar) counts as long
+        return direction_sign(mu, held, params) * vol_target_size(vol_hat, bars_per_year, params)
+    sign = direction_sign(mu, previous, params)
     assert strategy == DIRECTION
     return sign
 

@@ -61,8 +61,9 @@ def _print_backtest() -> None:
 
     table = Warehouse(settings=Settings()).query("""
         SELECT asset_class AS class, strategy, source, round(ann_return, 4) AS ann_return, round(ann_vol, 4) AS ann_vol,
-               round(sharpe, 2) AS sharpe, round(max_drawdown, 4) AS max_dd, round(turnover, 1) AS turnover,
-               round(hit_rate, 3) AS hit_rate, round(cost_drag, 4) AS cost_drag, n_bars AS bars
+               round(total_return, 4) AS total_return, round(sharpe, 2) AS sharpe, round(max_drawdown, 4) AS max_dd,
+               round(turnover, 1) AS turnover, round(hit_rate, 3) AS hit_rate, round(cost_drag, 4) AS cost_drag,
+               n_bars AS bars
         FROM backtest_results ORDER BY class, strategy = 'buy_and_hold' DESC, strategy, source""")
     click.echo(table.to_markdown(index=False))
 

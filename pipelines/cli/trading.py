@@ -22,8 +22,8 @@ def _backtest() -> list[dict]:
     from resources import Settings, Warehouse
 
     table = Warehouse(settings=Settings()).query(
-        "SELECT asset_class, strategy, source, ann_return, ann_vol, sharpe, sortino, max_drawdown, turnover, "
-        "hit_rate, cost_drag, n_bars, start_ds, end_ds, cost_bps, slippage_bps FROM backtest_results "
+        "SELECT asset_class, strategy, source, total_return, ann_return, ann_vol, sharpe, sortino, max_drawdown, "
+        "turnover, hit_rate, cost_drag, n_bars, start_ds, end_ds, cost_bps, slippage_bps FROM backtest_results "
         "ORDER BY asset_class, strategy = 'buy_and_hold' DESC, strategy, source")
     if table.empty:
         raise click.ClickException("backtest_results is empty: run `make run` (or trading_job per class) first")
@@ -67,17 +67,17 @@ def to_markdown(doc: dict) -> str:
     out += ["", "## MCP tool calls (stdio, the SDK's client)", "", "| tool | p50 ms | p99 ms |", "|---|---:|---:|"]
     out += [f"| {tool} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |" for tool, v in doc["mcp"].items()]
     out += ["", "## Backtest (backtest_results: the champions' rolling-origin forecasts over their test bars)", "",
-            "| class | strategy | source | ann return | ann vol | Sharpe | max DD | turnover/yr | hit rate "
-            "| cost drag |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| class | strategy | source | total return | ann vol | Sharpe | max DD | turnover/yr | hit rate |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
 
     def f(v, spec):
         return "n/a" if v is None else format(v, spec)
 
-    out += [f"| {r['asset_class']} | {r['strategy']} | {r['source']} | {f(r['ann_return'], '.2%')} | "
+    out += [f"| {r['asset_class']} | {r['strategy']} | {r['source']} | {f(r['total_return'], '.2%')} | "
             f"{f(r['ann_vol'], '.2%')} | {f(r['sharpe'], '.2f')} | {f(r['max_drawdown'], '.2%')} | "
-            f"{f(r['turnover'], '.1f')} | {f(r['hit_rate'], '.3f')} | {f(r['cost_drag'], '.2%')} |"
-            for r in doc["backtest"]]
+            f"{f(r['turnover'], '.1f')} | {f(r['hit_rate'], '.3f')} |" for r in doc["backtest"]]
+    out += ["", "Total return over the test bars (crypto: 2 days of 5-minute bars, so annualised returns, in the JSON, "
+            "extrapolate 48 hours); ann vol, Sharpe and turnover annualised at the class's bars per year."]
     return "\n".join([*out, "", "## Reading", "", *doc["reading"], ""])
 
 

@@ -6,7 +6,7 @@ from pipelines.cli.trading import reading, to_markdown
 def _row(strategy, source, sharpe, **extra):
     return {"asset_class": "fx", "strategy": strategy, "source": source, "sharpe": sharpe, "n_bars": 240,
             "cost_bps": 1.0, "slippage_bps": 1.0, "ann_return": 0.01, "ann_vol": 0.1, "max_drawdown": -0.05,
-            "turnover": 12.0, "hit_rate": 0.5, "cost_drag": 0.001, **extra}
+            "turnover": 12.0, "hit_rate": 0.5, "cost_drag": 0.001, "total_return": 0.02, **extra}
 
 
 def test_the_reading_lists_which_champion_strategies_beat_buy_and_hold():
@@ -25,4 +25,4 @@ def test_the_reading_lists_which_champion_strategies_beat_buy_and_hold():
         "mcp": {"get_forecast": {"p50_ms": 2.0, "p99_ms": 3.0}}, "backtest": rows, "reading": [line]}
     markdown = to_markdown(doc)
     assert "| HTTP POST /bars?decide=true, 1 symbol | 3.00 | 4.50 |" in markdown
-    assert "| fx | direction | naive | 1.00% | 10.00% | n/a |" in markdown
+    assert "| fx | direction | naive | 2.00% | 10.00% | n/a |" in markdown

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from serving.local_server import ThreadedServer
 from tests.conftest import ROOT, run_job
 
 NAME = "nhits-crypto-close"
@@ -189,31 +187,7 @@ def to_bar(row: Any, **changes: Any) -> Any:
     return Bar(**values)
 
 
-class Server:
-    """A real uvicorn server for ``app`` on 127.0.0.1 (a free port), in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+Server = ThreadedServer  # a real uvicorn server for an app on 127.0.0.1 (a free port), in a thread
 
 
 def windows_of(frame: pd.DataFrame, input_size: int, n: int) -> np.ndarray:

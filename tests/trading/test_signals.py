@@ -122,6 +122,9 @@ def test_vol_targeting_caps_leverage_and_the_band_holds_the_sign():
                                   [1.0, -1.0, 1.0, -1.0])
     signed = step_positions(VOL_TARGET_DIRECTIONAL, vol, mu, previous, bars_per_year=252, params=p)
     np.testing.assert_allclose(signed, [1.0, -2.0, 0.0, -0.0])
+    # from flat, the directional book starts long unless the close model says down beyond the band
+    flat = step_positions(VOL_TARGET_DIRECTIONAL, vol, mu, np.zeros(4), bars_per_year=252, params=p)
+    np.testing.assert_allclose(flat, [1.0, 2.0, 0.0, -0.0])
     with pytest.raises(ValueError, match="leverage_cap must be a positive number"):
         SignalParams(leverage_cap=0)
 
