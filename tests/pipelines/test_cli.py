@@ -107,7 +107,10 @@ def test_run_prints_rows_per_source_model_metrics_and_promotion_decisions(home):
         jobs = sorted(r.job_name for r in instance.get_runs())
         assert {r.status for r in instance.get_runs()} == {dg.DagsterRunStatus.SUCCESS}  # red means broken
     assert jobs == ["benchmark_job", "event_features_job", "events_job", "export_job", "export_job", "forecast_job",
-                    "forecast_job", "ingest_job", "train_job", "train_job"]
+                    "forecast_job", "ingest_job", "trading_job", "train_job", "train_job"]
+    # the backtest table: buy-and-hold and every strategy on the champion's forecasts, same bars
+    for strategy in ("buy_and_hold", "vol_target", "vol_target_directional", "direction"):
+        assert re.search(rf"\| fx\s+\| {strategy}\s+\|", out.stdout), strategy
     # the quick benchmark: every model's MASE per data set, and training time relative to NHITS
     assert "Training seconds relative to NHITS" in out.stdout
     for dataset in ("eurusd-hourly-close", "eurusd-hourly-volatility", "exchange-paper-h96"):

@@ -37,7 +37,7 @@ def test_dagster_cli_validates_the_workspace():
 def test_every_asset_has_description_group_kinds_and_owner():
     from pipelines.definitions import defs
 
-    groups = {"ingestion", "validation", "training", "evaluation", "deployment"}
+    groups = {"ingestion", "validation", "training", "evaluation", "deployment", "trading"}
     for spec in defs.resolve_all_asset_specs():
         name = spec.key.to_user_string()
         assert spec.description and len(spec.description) > 40, name
