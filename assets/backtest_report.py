@@ -32,7 +32,7 @@ def backtest_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
 
     import pandas as pd
 
-    from domain.vocabulary import BARS_PER_YEAR, BUY_AND_HOLD, CHAMPION_SOURCE
+    from domain.vocabulary import BARS_PER_YEAR, BUY_AND_HOLD, CHAMPION_SOURCE, CLOSE
     from storage.duck import replace_where
     from storage.queries import read_frame
     from trading.plots import plot_equity
@@ -45,7 +45,7 @@ def backtest_report(context: dg.AssetExecutionContext, warehouse: Warehouse,
     if rows.empty:
         raise dg.Failure(f"signals[{asset_class}] is empty: materialize signals first")
     params = SignalParams(**json.loads(rows.params.iloc[0]))
-    closes = read_frame(warehouse.query, asset_class, "close")
+    closes = read_frame(warehouse.query, asset_class, CLOSE)
     table, pnls = run_backtest(rows, closes, bars_per_year=BARS_PER_YEAR[asset_class], params=params)
     vol_version, close_version = rows.vol_version.iloc[0], rows.close_version.iloc[0]
     title = f"Backtest {asset_class}: after {params.cost_bps + params.slippage_bps:g} bps per unit turnover"

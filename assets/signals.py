@@ -7,7 +7,16 @@ from assets.champion_model import champion_model
 from assets.common import DUCKDB_POOL, OWNERS, asset_class_partitions, png_markdown
 from assets.forecasts import forecasts
 from assets.training_frames import training_frames
-from domain.vocabulary import CHAMPION, DIRECTION, STRATEGIES, VOL_TARGET, VOL_TARGET_DIRECTIONAL, model_name
+from domain.vocabulary import (
+    CHAMPION,
+    CLOSE,
+    DIRECTION,
+    STRATEGIES,
+    VOL_TARGET,
+    VOL_TARGET_DIRECTIONAL,
+    VOLATILITY,
+    model_name,
+)
 from resources import ModelRegistry, Warehouse
 
 # the class partition reads the (class, target) partitions of its class
@@ -38,15 +47,15 @@ def champion_forecasts(warehouse: Warehouse, registry: ModelRegistry, asset_clas
     from trading.strategies import ChampionForecasts
 
     found = {}
-    for target in ("volatility", "close"):
+    for target in (VOLATILITY, CLOSE):
         name = model_name(asset_class, target)
         champion = registry.alias(name, CHAMPION)
         if champion is not None:
             found[target] = (champion, *champion_points(warehouse.query, name, champion))
-    if "volatility" not in found:
-        raise dg.Failure(f"{model_name(asset_class, 'volatility')} has no champion: materialize train_job first")
+    if VOLATILITY not in found:
+        raise dg.Failure(f"{model_name(asset_class, VOLATILITY)} has no champion: materialize train_job first")
     (vol, vol_points, vol_model), (close, close_points, close_model) = (
-        found["volatility"], found.get("close", (None, None, None)))
+        found[VOLATILITY], found.get(CLOSE, (None, None, None)))
     return ChampionForecasts(vol_points=vol_points, vol_model=vol_model, close_points=close_points,
                              close_model=close_model), vol, close
 
@@ -94,13 +103,13 @@ def signals(context: dg.AssetExecutionContext, config: SignalConfig, warehouse: 
 
     asset_class = context.partition_key
     forecasts, vol, close = champion_forecasts(warehouse, registry, asset_class)
-    closes = read_frame(warehouse.query, asset_class, "close")
+    closes = read_frame(warehouse.query, asset_class, CLOSE)
     params = config.params()
     built = build_signals(forecasts, closes, bars_per_year=BARS_PER_YEAR[asset_class], params=params)
     ahead = {t: _ahead(warehouse, asset_class, t, champion, built.notes)
-             for t, champion in (("volatility", vol), ("close", close)) if champion is not None}
-    nxt = next_bar(built.rows, ahead["volatility"], ahead.get("close"), closes,
-                   bars_per_year=BARS_PER_YEAR[asset_class], params=params) if ahead.get("volatility") is not None \
+             for t, champion in ((VOLATILITY, vol), (CLOSE, close)) if champion is not None}
+    nxt = next_bar(built.rows, ahead[VOLATILITY], ahead.get(CLOSE), closes,
+                   bars_per_year=BARS_PER_YEAR[asset_class], params=params) if ahead.get(VOLATILITY) is not None \
         else built.rows.iloc[:0]
     for note in built.notes:
         context.log.info(note)

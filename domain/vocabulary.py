@@ -7,7 +7,8 @@ location all read it at import time."""
 from __future__ import annotations
 
 ASSET_CLASSES: tuple[str, ...] = ("equities", "crypto", "fx")
-TARGETS: tuple[str, ...] = ("close", "volatility")  # the price path and per-bar volatility: both first-class
+CLOSE, VOLATILITY = "close", "volatility"  # the price path and per-bar volatility: both first-class
+TARGETS: tuple[str, ...] = (CLOSE, VOLATILITY)
 
 # neuralforecast's frequency of each class's models: crypto trades 24/7 on a regular 5-minute grid; equities and fx
 # have daily bars Monday-Friday only, so 'B' (business day; "30 steps ahead" = 30 trading days, see

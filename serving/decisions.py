@@ -26,13 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from domain.vocabulary import BARS_PER_YEAR, DIRECTION, STRATEGIES, VOL_TARGET, VOL_TARGET_DIRECTIONAL, check_member
+from domain.vocabulary import (
+    BARS_PER_YEAR,
+    CLOSE,
+    DIRECTION,
+    STRATEGIES,
+    VOL_TARGET,
+    VOL_TARGET_DIRECTIONAL,
+    VOLATILITY,
+    check_member,
+)
 from serving.buffers import Bar, UnknownSymbol, distinct_runs
 from trading.signals import SignalParams, step_positions
 
 PARALLEL_FROM = 32  # symbols in a decision from which the services forecast in threads of their own (cost ~0.1 ms)
 MAX_POSITION = 100.0  # |position| in units of capital; no book holds 100x its capital in one symbol
-VOLATILITY, CLOSE = "volatility", "close"  # the two services' targets (domain.vocabulary.TARGETS)
 
 
 class NoPosition(ValueError):
@@ -150,10 +158,7 @@ class Trader:
         ``(index, error)`` of each refused bar (``StaleBar``, ``OverflowError``, ``ValueError``)."""
         rejected: list[tuple[int, Exception]] = []
         with self._bars:
-            for run in distinct_runs(bars):
-                taken, values = self._check_run(bars, run, rejected)
-                for service in self.services.values():
-                    service.predictor.take(taken, values[service.config.target])
+            self._take_runs(bars, distinct_runs(bars), rejected)
         return rejected
 
     def tick(self, bars: list[Bar]) -> tuple[list[tuple[int, Exception]], list[Intent]]:
@@ -164,15 +169,19 @@ class Trader:
         rejected: list[tuple[int, Exception]] = []
         with self._bars:
             runs = distinct_runs(bars)
-            for run in runs[:-1]:
-                taken, values = self._check_run(bars, run, rejected)
-                for service in self.services.values():
-                    service.predictor.take(taken, values[service.config.target])
+            self._take_runs(bars, runs[:-1], rejected)  # the last run is taken by each service's own thread
             taken, values = self._check_run(bars, runs[-1], rejected) if runs else ([], {})
             refused = {i for i, _ in rejected}
             symbols = list(dict.fromkeys(b.symbol for i, b in enumerate(bars) if i not in refused))
             take = lambda service: service.predictor.take(taken, values[service.config.target])  # noqa: E731
             return rejected, self.decide(symbols, before=take) if symbols else []
+
+    def _take_runs(self, bars: list[Bar], runs: list[list[int]], rejected: list) -> None:
+        """Each run of distinct symbols: checked by every service (:meth:`_check_run`), then taken by all of them."""
+        for run in runs:
+            taken, values = self._check_run(bars, run, rejected)
+            for service in self.services.values():
+                service.predictor.take(taken, values[service.config.target])
 
     def _check_run(self, bars: list[Bar], run: list[int], rejected: list) -> tuple[list[Bar], dict[str, list]]:
         """Every service checks each bar of a run of distinct symbols (the last service first, as :meth:`ingest`):

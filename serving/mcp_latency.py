@@ -6,12 +6,12 @@ would; a tool with no data to answer is still timed (its error path) and its err
 each tool (imports, the MLflow client) is left out."""
 
 import os
-import statistics
 import sys
 import time
 from typing import Any
 
 from domain.vocabulary import ASSET_CLASSES, CHAMPION_SOURCE, TARGETS
+from serving.latency import latency_summary
 from serving.mcp_answers import Answers, QueryError
 
 TOOLS = ("get_forecast", "get_signal", "list_models", "backtest_summary")
@@ -41,11 +41,6 @@ def tool_arguments(answers: Answers) -> dict[str, dict[str, Any]]:
             "backtest_summary": {"asset_class": found.get("backtest", {}).get("asset_class", ASSET_CLASSES[0])}}
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 async def _measure(repeats: int, answers: Answers, timeout_s: float) -> dict[str, dict[str, Any]]:
     import anyio
     from mcp.client import Client
@@ -69,8 +64,7 @@ async def _measure(repeats: int, answers: Answers, timeout_s: float) -> dict[str
                     result = await client.call_tool(tool, arguments[tool])
                     times.append((time.perf_counter() - start) * 1000)
                     errors += bool(result.is_error)
-                out[tool] = {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(_percentile(times, 0.99), 3),
-                             "calls": repeats, "errors": errors, "arguments": arguments[tool]}
+                out[tool] = latency_summary(times, calls=repeats, errors=errors, arguments=arguments[tool])
     return out
 
 

@@ -30,16 +30,11 @@ from typing import Any
 import numpy as np
 
 from serving.buffers import Bar
+from serving.latency import latency_summary
 from serving.local_server import ThreadedServer
 
 DECISION_TARGETS = {"http_1_p99_ms": 10.0, "in_process_tick_p99_ms": 50.0}  # bar -> intent (issue), 2 cores
 BAR_S = 300  # synthetic bars are 5-minute bars (crypto's grid)
-
-
-def _stats(samples: list[float], **extra: Any) -> dict[str, Any]:
-    arr = np.asarray(samples)
-    return {"n": len(arr), "p50_ms": float(np.median(arr)), "p99_ms": float(np.percentile(arr, 99)),
-            "max_ms": float(arr.max()), **extra}
 
 
 def _measure(call: Callable[[], Any], repeats: int, warmup: int, after: Callable[[], None]) -> list[float]:
@@ -104,7 +99,7 @@ class _Connection:
 
 
 def _services(asset_class: str, home: str | None, threads: int, variant: str) -> dict[str, Any]:
-    from serving.decisions import CLOSE, VOLATILITY
+    from domain.vocabulary import CLOSE, VOLATILITY
     from serving.service import ForecastService, ServiceConfig
 
     services = {}
@@ -132,8 +127,9 @@ def decision_latency(repeats: int = 200, *, symbols: int = 500, asset_class: str
     intents over HTTP; with the model calls per tick (one per arm per service) and the targets met or missed."""
     import onnxruntime
 
+    from domain.vocabulary import CLOSE, VOLATILITY
     from serving.app import create_app
-    from serving.decisions import CLOSE, VOLATILITY, Trader
+    from serving.decisions import Trader
     from serving.service import settle_heap
 
     services = _services(asset_class, home, threads, variant)
@@ -157,7 +153,7 @@ def decision_latency(repeats: int = 200, *, symbols: int = 500, asset_class: str
         return call
 
     drop = lambda: _drop_scored(services)  # noqa: E731
-    latency["in_process_1"] = _stats(_measure(in_process(solo), repeats, warmup, drop))
+    latency["in_process_1"] = latency_summary(_measure(in_process(solo), repeats, warmup, drop))
     arms = {f"{t}:{a}": g.primary for t, s in services.items() for a, g in s.arms().items()}
     calls = {k: m.calls for k, m in arms.items()}
     ingest_ms, decide_ms = [], []
@@ -178,8 +174,8 @@ def decision_latency(repeats: int = 200, *, symbols: int = 500, asset_class: str
 
     tick_samples = _measure(tick, repeats, warmup, drop)
     per_tick = {k: (m.calls - calls[k]) / (repeats + warmup) for k, m in arms.items()}  # an arm without traffic: 0
-    two = _stats(_measure(two_calls, repeats, warmup, drop))
-    latency["in_process_tick"] = _stats(tick_samples, symbols=symbols, model_calls_per_tick_per_arm=per_tick,
+    two = latency_summary(_measure(two_calls, repeats, warmup, drop))
+    latency["in_process_tick"] = latency_summary(tick_samples, symbols=symbols, model_calls_per_tick_per_arm=per_tick,
                                         two_calls_p50_ms=two["p50_ms"], two_calls_p99_ms=two["p99_ms"],
                                         ingest_p50_ms=float(np.median(ingest_ms)),
                                         decide_p50_ms=float(np.median(decide_ms)))
@@ -211,7 +207,7 @@ def decision_latency(repeats: int = 200, *, symbols: int = 500, asset_class: str
                     if i >= warmup:
                         samples.append((time.perf_counter() - t0) * 1e3)
                     drop()
-                latency[name] = _stats(samples, symbols=len(names))
+                latency[name] = latency_summary(samples, symbols=len(names))
             status, answer = connection.request("POST", "/bars?decide=true", json.dumps(
                 [_bar_json(b) for b in market.tick(everyone)]).encode())
             assert status == 200 and len(json.loads(answer)["intents"]) == symbols
@@ -229,7 +225,7 @@ def decision_latency(repeats: int = 200, *, symbols: int = 500, asset_class: str
                     assert status == 200, answer[:300]
                     drop()
                 got = len(json.loads(answer)["intents"])
-                latency[name] = _stats(samples, intents=got)
+                latency[name] = latency_summary(samples, intents=got)
         finally:
             connection.close()
     trader.stop()
